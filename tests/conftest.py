@@ -1,0 +1,38 @@
+"""Shared fixtures: small synthetic data and a helper to run the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(2)
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``python -m vsae ARGS`` and return the completed process (text output)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "vsae", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def flat_data():
+    """A flat synthetic dataset: 128 true features in 32 dims, ~4 active per sample."""
+    from vsae.data.synthetic import SyntheticConfig, generate
+
+    return generate(SyntheticConfig(d=32, n_features=128, n_samples=24_000, active=4, offset=2.0))

@@ -1,0 +1,54 @@
+"""``vsae eval``: evaluate a saved SAE on other activations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from vsae.metrics import evaluate
+from vsae.sae.io import CheckpointError, load_sae
+from vsae.training.sources import DataError, as_array
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``eval``."""
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a saved SAE on activations; prints JSON",
+        description="Print the SAE's fvu, cos, l0, sparsity, dead_frac and dense_frac on DATA.",
+    )
+    p.add_argument("sae_dir", metavar="DIR", help="SAE folder (cfg.json + sae.safetensors)")
+    p.add_argument("--data", required=True, help="activations: a .npy file [N, d_in]")
+    p.add_argument("--batch-size", type=int, default=4096, help="rows per evaluation batch")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="matryoshka_k only: evaluate TopK at this k (0 = the dense ReLU path)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print one JSON object."""
+    try:
+        sae = load_sae(args.sae_dir)
+        arr = as_array(args.data)
+        if arr is None:
+            raise DataError(f"{args.data}: expected a .npy file")
+        if arr.shape[1] != sae.d_in:
+            raise DataError(f"{args.data}: width {arr.shape[1]}; the SAE expects d_in={sae.d_in}")
+        if args.k is not None:
+            if not hasattr(sae, "set_infer_k"):
+                raise DataError(f"--k applies to matryoshka_k SAEs; this one is {sae.cfg.arch}")
+            sae.set_infer_k(args.k)
+        bs = args.batch_size
+        batches = (torch.as_tensor(arr[i : i + bs]).float() for i in range(0, arr.shape[0], bs))
+        metrics = evaluate(sae, batches)
+    except (CheckpointError, DataError, ValueError) as err:
+        print(f"vsae eval: error: {err}")
+        return 2
+    print(json.dumps(metrics, indent=2))
+    return 0

@@ -1,0 +1,86 @@
+"""``vsae train``: train an SAE from a YAML run config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vsae.config import ConfigError
+from vsae.data.synthetic import generate
+from vsae.runconfig import load_run_config
+from vsae.sae.io import CheckpointError
+from vsae.training.sources import DataError
+from vsae.training.trainer import TrainingError
+
+HELP = """Train a sparse autoencoder.
+
+CONFIG is a YAML file with three sections (see configs/):
+  sae:    SAEConfig fields (arch, expansion or n_latents, k, ...)
+  train:  TrainConfig fields (batch_size, steps or epochs, lr, ckpt_every, ...)
+  data:   either `synthetic: {...}` (SyntheticConfig fields) or `path: FILE.npy`
+The run folder receives cfg.json + sae.safetensors (load with vsae.load(DIR)),
+metrics.json (the final evaluation), metrics.jsonl (the training log) and,
+with train.ckpt_every > 0, checkpoint.pt for --resume."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``train``."""
+    p = sub.add_parser(
+        "train",
+        help="train an SAE from a YAML config",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="YAML run config (sections sae, train, data)")
+    p.add_argument("--out", required=True, help="run folder for the SAE, metrics and checkpoints")
+    p.add_argument(
+        "--data",
+        help="activations to train on: a .npy file [N, D] (overrides the config's data section)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set sae.k=16 --set train.lr=1e-3 (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run folder's checkpoint.pt (same config required)",
+    )
+    p.set_defaults(run=run)
+
+
+def load_data(run_cfg, data_arg: str | None):  # noqa: ANN001 - RunConfig
+    """The training data named by --data or the config."""
+    path = data_arg or run_cfg.path
+    if path is not None:
+        return str(path)
+    if run_cfg.synthetic is not None:
+        return generate(run_cfg.synthetic).acts
+    raise ConfigError("no data: give --data PATH or a data section (synthetic or path)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and write the run folder; print the final metrics as JSON."""
+    from vsae.training.sources import as_array
+    from vsae.training.trainer import train
+
+    try:
+        run_cfg = load_run_config(args.config, args.overrides)
+        data = load_data(run_cfg, args.data)
+        arr = as_array(data)
+        if arr is None:
+            raise DataError(f"{data}: expected a .npy file")
+        sae_cfg = run_cfg.sae_for(arr.shape[1])
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        _, metrics = train(sae_cfg, arr, run_cfg.train, out_dir=out, resume=args.resume)
+    except (ConfigError, DataError, CheckpointError, TrainingError) as err:
+        print(f"vsae train: error: {err}", flush=True)
+        return 2
+    print(json.dumps(metrics, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""Data: synthetic ground truth and activation shards."""

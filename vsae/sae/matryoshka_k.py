@@ -1,0 +1,106 @@
+"""Nested-k Matryoshka SAE (MSAE, Zaigrajew et al. 2025).
+
+One dictionary and one pre-activation. Level i keeps the top k_i codes; its
+loss is the batch FVU of that reconstruction; the total is a weighted mean over
+levels. All TopK levels share one sort: level i+1 adds only the codes ranked
+k_i+1..k_{i+1} to level i's reconstruction. A last level k = n is the dense
+ReLU path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vsae.sae import sparse
+from vsae.sae.base import LossOutput, TopKFamilySAE
+from vsae.sae.losses import level_weights, nmse
+
+
+def default_levels(k0: int, n: int) -> tuple[int, ...]:
+    """k0, 2 k0, 4 k0, ... below n, then n (the dense ReLU level)."""
+    levels = []
+    k = k0
+    while k < n:
+        levels.append(k)
+        k *= 2
+    return (*levels, n)
+
+
+class MatryoshkaKSAE(TopKFamilySAE):
+    """Nested-k MSAE with ``uw`` or ``rw`` level weighting."""
+
+    arch = "matryoshka_k"
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
+        super().__init__(cfg)
+        self.levels = cfg.levels or default_levels(cfg.k, self.n_latents)
+        self.register_buffer("level_weights", level_weights(len(self.levels), cfg.weighting))
+        self.infer_k = cfg.infer_k
+
+    def set_infer_k(self, k: int) -> None:
+        """Choose the inference path: TopK at ``k``, or 0 for dense ReLU codes."""
+        if not 0 <= k <= self.n_latents:
+            raise ValueError(f"infer_k={k}: expected 0 (dense) or 1..{self.n_latents}")
+        self.infer_k = k
+
+    def codes_normalized(self, x_BD: Tensor) -> Tensor:
+        """TopK codes at ``infer_k``, or ReLU codes when it is 0."""
+        pre_BN = self.pre_acts(x_BD)
+        if self.infer_k == 0 or self.infer_k == self.n_latents:
+            return torch.relu(pre_BN)
+        vals_BK, idx_BK = pre_BN.topk(self.infer_k, dim=-1)
+        return torch.zeros_like(pre_BN).scatter_(-1, idx_BK, torch.relu(vals_BK))
+
+    def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
+        """Weighted mean of the per-level batch FVUs, plus AuxK."""
+        B = x_BD.shape[0]
+        N = self.n_latents
+        dense = self.levels[-1] == N
+        sparse_levels = self.levels[:-1] if dense else self.levels
+        atoms_ND = self.dictionary()
+        if dense:  # the dense level needs the full encoder gradient anyway
+            pre_BN = self.pre_acts(x_BD)
+        else:
+            with torch.no_grad():
+                pre_BN = self.pre_acts(x_BD)
+        losses = []
+        recon_BD = self.b_dec_D.expand(B, -1)
+        first_recon_BD = None
+        if sparse_levels:
+            sel = sparse.topk_select(pre_BN, sparse_levels[-1])
+            if dense:
+                vals_BK = torch.relu(pre_BN.gather(1, sel.cols_M.view(B, -1)))
+            else:
+                vals_BK = self.sparse_codes(x_BD, pre_BN, sel).view(B, -1)
+            rows_BK = sel.rows_M.view(B, -1)
+            cols_BK = sel.cols_M.view(B, -1)
+            start = 0
+            for k in sparse_levels:
+                chunk = sparse.Selection(
+                    rows_BK[:, start:k].reshape(-1),
+                    cols_BK[:, start:k].reshape(-1),
+                    torch.arange(B, device=x_BD.device) * (k - start),
+                    B,
+                    N,
+                )
+                vals_chunk = vals_BK[:, start:k].reshape(-1)
+                recon_BD = recon_BD + sparse.sparse_decode(chunk, vals_chunk, atoms_ND)
+                losses.append(nmse(x_BD, recon_BD))
+                first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
+                start = k
+        if dense:
+            recon_BD = torch.relu(pre_BN) @ atoms_ND + self.b_dec_D
+            losses.append(nmse(x_BD, recon_BD))
+            first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
+        per_level = torch.stack(losses)
+        w = self.level_weights
+        main = (w * per_level).sum() / w.sum()
+        terms = {f"fvu_k{k}": v.detach() for k, v in zip(self.levels, per_level, strict=True)}
+        # Dead-latent tracking, L0 and AuxK refer to the smallest level (k0).
+        k0 = self.levels[0]
+        first_sel = sparse.topk_select(pre_BN, k0)
+        first_vals = torch.relu(pre_BN.detach()[first_sel.rows_M, first_sel.cols_M])
+        return self.finish_loss(
+            x_BD, main, first_recon_BD, pre_BN, first_sel, first_vals, dead_N, terms, atoms_ND
+        )

@@ -1,0 +1,148 @@
+"""Sparse code selection, encoder gather and decoding at O(M * D) for M non-zeros.
+
+A TopK-family SAE has only M = B * k non-zero codes per batch. After the one
+dense encoder matmul, everything (the gather of the kept pre-activations, the
+decode, and the backward of both) can touch only those M entries. Dense
+references live in ``vsae/sae/reference.py``; tests compare the two.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Selection(NamedTuple):
+    """Positions of kept codes in a [B, N] matrix, grouped by row.
+
+    ``rows_M`` is non-decreasing; ``offsets_B`` is where each row's entries start
+    (the layout ``F.embedding_bag`` takes).
+    """
+
+    rows_M: Tensor
+    cols_M: Tensor
+    offsets_B: Tensor
+    n_rows: int
+    n_cols: int
+
+
+def _offsets(rows_M: Tensor, n_rows: int) -> Tensor:
+    counts_B = torch.bincount(rows_M, minlength=n_rows)
+    return torch.cumsum(counts_B, 0) - counts_B
+
+
+def topk_select(pre_BN: Tensor, k: int) -> Selection:
+    """Keep the k largest pre-activations of every row, in descending order."""
+    B, N = pre_BN.shape
+    assert 1 <= k <= N, f"k={k} must be in [1, {N}]"
+    idx_BK = pre_BN.detach().topk(k, dim=-1, sorted=True).indices
+    rows_M = torch.arange(B, device=pre_BN.device).repeat_interleave(k)
+    offsets_B = torch.arange(B, device=pre_BN.device) * k
+    return Selection(rows_M, idx_BK.reshape(-1), offsets_B, B, N)
+
+
+def batchtopk_select(pre_BN: Tensor, k: int) -> Selection:
+    """Keep the B * k largest pre-activations over the whole batch."""
+    B, N = pre_BN.shape
+    m = min(B * k, B * N)
+    flat_M = pre_BN.detach().reshape(-1).topk(m, sorted=False).indices
+    flat_M = flat_M.sort().values
+    rows_M = torch.div(flat_M, N, rounding_mode="floor")
+    return Selection(rows_M, flat_M - rows_M * N, _offsets(rows_M, B), B, N)
+
+
+def threshold_select(pre_BN: Tensor, threshold: Tensor | float) -> Selection:
+    """Keep every pre-activation above ``threshold`` (a scalar or one per latent)."""
+    B, N = pre_BN.shape
+    rows_M, cols_M = torch.nonzero(pre_BN.detach() > threshold, as_tuple=True)
+    return Selection(rows_M, cols_M, _offsets(rows_M, B), B, N)
+
+
+def subset(sel: Selection, keep_M: Tensor) -> Selection:
+    """The entries of a selection where ``keep_M`` is true (row order is kept)."""
+    rows_M = sel.rows_M[keep_M]
+    return Selection(
+        rows_M, sel.cols_M[keep_M], _offsets(rows_M, sel.n_rows), sel.n_rows, sel.n_cols
+    )
+
+
+class _GatherPre(torch.autograd.Function):
+    """vals_M = pre_BN[rows, cols] where pre = x @ W_enc^T + b_enc, with a sparse backward."""
+
+    @staticmethod
+    def forward(ctx, x_BD, W_enc_ND, b_enc_N, pre_BN, rows_M, cols_M, offsets_B):  # noqa: D102
+        ctx.save_for_backward(x_BD, W_enc_ND, rows_M, cols_M, offsets_B)
+        return pre_BN[rows_M, cols_M]
+
+    @staticmethod
+    def backward(ctx, grad_M):  # noqa: D102
+        x_BD, W_enc_ND, rows_M, cols_M, offsets_B = ctx.saved_tensors
+        grad_x = grad_W = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.embedding_bag(
+                cols_M, W_enc_ND, offsets_B, mode="sum", per_sample_weights=grad_M
+            )
+        if ctx.needs_input_grad[1]:
+            n, b = W_enc_ND.shape[0], x_BD.shape[0]
+            coo = torch.sparse_coo_tensor(
+                torch.stack([cols_M, rows_M]), grad_M, (n, b), check_invariants=False
+            )
+            grad_W = torch.sparse.mm(coo, x_BD)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.zeros(W_enc_ND.shape[0], dtype=grad_M.dtype, device=grad_M.device)
+            grad_b.index_add_(0, cols_M, grad_M)
+        return grad_x, grad_W, grad_b, None, None, None, None
+
+
+def gather_pre(
+    x_BD: Tensor, W_enc_ND: Tensor, b_enc_N: Tensor, pre_BN: Tensor, sel: Selection
+) -> Tensor:
+    """Kept pre-activations, differentiable w.r.t. ``x``, ``W_enc`` and ``b_enc`` at O(M * D).
+
+    Parameters
+    ----------
+    x_BD : Tensor
+        Encoder input (already centred by ``b_dec``).
+    W_enc_ND, b_enc_N : Tensor
+        Encoder weights and bias.
+    pre_BN : Tensor
+        ``x_BD @ W_enc_ND.T + b_enc_N``, computed without autograd.
+    sel : Selection
+        Which entries to keep.
+
+    Returns
+    -------
+    Tensor
+        ``vals_M``, the kept pre-activations in selection order.
+    """
+    assert pre_BN.shape == (x_BD.shape[0], W_enc_ND.shape[0]), "pre_BN shape mismatch"
+    return _GatherPre.apply(
+        x_BD, W_enc_ND, b_enc_N, pre_BN.detach(), sel.rows_M, sel.cols_M, sel.offsets_B
+    )
+
+
+def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
+    """Sum of ``vals * W_dec[cols]`` per row, without forming the dense [B, N] codes."""
+    assert vals_M.shape == sel.cols_M.shape, "one value per selected entry"
+    if sel.cols_M.numel() == 0:
+        return W_dec_ND.new_zeros(sel.n_rows, W_dec_ND.shape[1]) + 0 * W_dec_ND.sum()
+    return F.embedding_bag(
+        sel.cols_M, W_dec_ND, sel.offsets_B, mode="sum", per_sample_weights=vals_M
+    )
+
+
+def to_dense(sel: Selection, vals_M: Tensor) -> Tensor:
+    """Scatter the selected values into a dense [B, N] code matrix."""
+    out_BN = vals_M.new_zeros(sel.n_rows, sel.n_cols)
+    out_BN[sel.rows_M, sel.cols_M] = vals_M
+    return out_BN
+
+
+def fired(sel: Selection, vals_M: Tensor) -> Tensor:
+    """Boolean [N]: latents with at least one positive code in the batch."""
+    pos_M = vals_M.detach() > 0
+    counts_N = torch.bincount(sel.cols_M[pos_M], minlength=sel.n_cols)
+    return counts_N > 0

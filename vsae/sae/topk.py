@@ -1,0 +1,86 @@
+"""TopK (per sample) and BatchTopK (per batch, with an inference threshold) SAEs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vsae.sae import sparse
+from vsae.sae.base import LossOutput, TopKFamilySAE
+from vsae.sae.losses import nmse
+
+
+class TopKSAE(TopKFamilySAE):
+    """Keeps the k largest pre-activations of each sample, then ReLU; sparse decode."""
+
+    arch = "topk"
+
+    def select(self, pre_BN: Tensor) -> sparse.Selection:
+        """Which codes are kept in training."""
+        return sparse.topk_select(pre_BN, self.cfg.k)
+
+    def codes_normalized(self, x_BD: Tensor) -> Tensor:
+        """Dense TopK codes."""
+        pre_BN = self.pre_acts(x_BD)
+        vals_BK, idx_BK = pre_BN.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(pre_BN).scatter_(-1, idx_BK, torch.relu(vals_BK))
+
+    def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
+        """Batch FVU of the sparse reconstruction, plus AuxK."""
+        with torch.no_grad():
+            pre_BN = self.pre_acts(x_BD)
+        sel = self.select(pre_BN)
+        vals_M = self.sparse_codes(x_BD, pre_BN, sel)
+        atoms_ND = self.dictionary()
+        recon_BD = sparse.sparse_decode(sel, vals_M, atoms_ND) + self.b_dec_D
+        main = nmse(x_BD, recon_BD)
+        self.observe(sel, vals_M)
+        return self.finish_loss(
+            x_BD, main, recon_BD, pre_BN, sel, vals_M, dead_N, atoms_ND=atoms_ND
+        )
+
+    def observe(self, sel: sparse.Selection, vals_M: Tensor) -> None:
+        """Hook for running statistics of the kept codes (BatchTopK threshold)."""
+
+
+class BatchTopKSAE(TopKSAE):
+    """Keeps the B*k largest pre-activations over the batch.
+
+    At inference a per-model threshold, the running average of the smallest kept
+    positive activation, replaces the batch selection so codes do not depend on
+    the other samples in a batch.
+    """
+
+    arch = "batchtopk"
+    threshold_momentum = 0.99
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
+
+    def select(self, pre_BN: Tensor) -> sparse.Selection:
+        """B*k largest over the batch."""
+        return sparse.batchtopk_select(pre_BN, self.cfg.k)
+
+    @torch.no_grad()
+    def observe(self, sel: sparse.Selection, vals_M: Tensor) -> None:
+        """Update the running inference threshold."""
+        pos_M = vals_M[vals_M > 0]
+        if pos_M.numel() == 0:
+            return
+        smallest = pos_M.min()
+        if self.threshold_updates == 0:
+            self.threshold.copy_(smallest)
+        else:
+            m = self.threshold_momentum
+            self.threshold.mul_(m).add_((1 - m) * smallest)
+        self.threshold_updates += 1
+
+    def codes_normalized(self, x_BD: Tensor) -> Tensor:
+        """Threshold codes (BatchTopK over the given batch before any training step)."""
+        pre_BN = self.pre_acts(x_BD)
+        if self.threshold_updates == 0:
+            sel = sparse.batchtopk_select(pre_BN, self.cfg.k)
+            return torch.relu(sparse.to_dense(sel, pre_BN[sel.rows_M, sel.cols_M]))
+        return torch.where(pre_BN > self.threshold, pre_BN, torch.zeros_like(pre_BN)).relu()
