@@ -155,7 +155,7 @@ class IterableSource:
             raise DataError("the data iterable yielded no batches")
         self.held = torch.cat(held)
         self.d = self.held.shape[1]
-        self.n_eval = min(eval_samples, max(1, len(self.held) // 2))
+        self.n_eval = min(eval_samples, len(self.held))
         self._stream = stream
         self._held_batches = len(held)
         self._next_step = 0

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vsae.config import SAEConfig, TrainConfig, replace, to_dict
+from vsae.config import SAEConfig, TrainConfig, to_dict
 from vsae.metrics import evaluate
 from vsae.sae import BaseSAE, build
 from vsae.sae.io import CheckpointError
@@ -37,8 +37,14 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def make_source(data: Any, cfg: TrainConfig, rank: int = 0, world_size: int = 1):
-    """An ArraySource for arrays and .npy paths, an IterableSource for anything iterable."""
+def make_source(
+    data: Any, cfg: TrainConfig, rank: int = 0, world_size: int = 1, min_hold: int = 0
+):
+    """An ArraySource for arrays and .npy paths, an IterableSource for anything iterable.
+
+    An iterable's first ``max(eval_samples, min_hold)`` rows are held out: they are
+    the evaluation set and the sample for normalisation and data-dependent init.
+    """
     arr = as_array(data)
     if arr is not None:
         return ArraySource(arr, cfg.batch_size, cfg.seed, cfg.eval_samples, rank, world_size)
@@ -46,8 +52,7 @@ def make_source(data: Any, cfg: TrainConfig, rank: int = 0, world_size: int = 1)
         raise DataError(f"{data}: expected a .npy file (shard folders need vsae.data.shards)")
     if not isinstance(data, Iterable):
         raise DataError(f"cannot train on {type(data).__name__}: expected an array or iterable")
-    hold = max(cfg.eval_samples, cfg.norm_samples)
-    return IterableSource(data, cfg.batch_size, cfg.eval_samples, hold)
+    return IterableSource(data, cfg.batch_size, cfg.eval_samples, max(cfg.eval_samples, min_hold))
 
 
 def total_steps(cfg: TrainConfig, source: Any) -> int:
@@ -71,10 +76,11 @@ def train(
     Parameters
     ----------
     sae_cfg : SAEConfig
-        Architecture. ``d_in`` 0 is filled from the data.
+        Architecture; ``d_in`` must equal the data's width.
     data : Tensor, ndarray, str or Path (.npy, memory-mapped), or iterable of [B, D] batches
         Raw activations. Arrays hold out ``eval_samples`` random rows (at most 10%);
-        iterables hold out their first ``max(eval_samples, norm_samples)`` rows.
+        iterables hold out their first ``eval_samples`` rows (at least ``n_candidates``
+        for archetypal SAEs, whose k-means runs on them).
     train_cfg : TrainConfig
         Optimisation settings.
     out_dir : str or Path, optional
@@ -90,9 +96,8 @@ def train(
     """
     rank, world = _dist()
     main_proc = rank == 0
-    source = make_source(data, train_cfg, rank, world)
-    if sae_cfg.d_in == 0:
-        sae_cfg = replace(sae_cfg, d_in=source.d)
+    min_hold = sae_cfg.num_candidates if sae_cfg.arch == "archetypal" else 0
+    source = make_source(data, train_cfg, rank, world, min_hold)
     if sae_cfg.d_in != source.d:
         raise DataError(f"data has width {source.d}; the SAE config says d_in={sae_cfg.d_in}")
     device = _device(train_cfg)
@@ -178,7 +183,7 @@ def train(
         if train_cfg.log_every and (done % train_cfg.log_every == 0 or done == steps):
             row = {k: float(v) for k, v in res.terms.items()}
             row.update(
-                loss=float(res.loss),
+                loss=float(res.loss.detach()),
                 l0=float(res.l0),
                 dead_frac=float(dead_N.float().mean()),
                 lr=sched.get_last_lr()[0],
