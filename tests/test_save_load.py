@@ -58,14 +58,18 @@ def test_shape_mismatch_named(tmp_path):
     cfg = json.loads((tmp_path / "cfg.json").read_text())
     cfg["n_latents"] = 64
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"_ND' has shape \(48, 12\); the config expects \(64, 12\)"):
+    with pytest.raises(
+        CheckpointError, match=r"_ND' has shape \(48, 12\); the config expects \(64, 12\)"
+    ):
         vsae.load(tmp_path)
 
 
 def test_bad_cfg_json(tmp_path):
     sae, _ = _trained_like("relu")
     sae.save(tmp_path)
-    (tmp_path / "cfg.json").write_text('{"format_version": 1, "arch": "relu", "d_in": 12, "nope": 1}')
+    (tmp_path / "cfg.json").write_text(
+        '{"format_version": 1, "arch": "relu", "d_in": 12, "nope": 1}'
+    )
     with pytest.raises(CheckpointError, match="cfg.json.*unknown SAEConfig key 'nope'"):
         vsae.load(tmp_path)
     with pytest.raises(CheckpointError, match="no such file"):

@@ -11,7 +11,9 @@ def test_deterministic_and_consistent():
     cfg = SyntheticConfig(d=16, n_features=64, n_samples=2000, active=3, seed=5)
     a, b = generate(cfg), generate(cfg)
     assert torch.equal(a.acts, b.acts)
-    assert not torch.equal(a.acts, generate(SyntheticConfig(d=16, n_features=64, seed=6)).acts[:2000])
+    assert not torch.equal(
+        a.acts, generate(SyntheticConfig(d=16, n_features=64, seed=6)).acts[:2000]
+    )
     torch.testing.assert_close(a.features.norm(dim=-1), torch.ones(64))
     torch.testing.assert_close(a.acts, a.codes @ a.features)
     active = (a.codes > 0).sum(-1).float().mean()
@@ -20,8 +22,13 @@ def test_deterministic_and_consistent():
 
 def test_hierarchy_children_fire_only_with_parent():
     cfg = SyntheticConfig(
-        d=32, n_features=10, n_samples=5000, n_parents=3, children_per_parent=4,
-        parent_prob=0.3, child_prob=0.5,
+        d=32,
+        n_features=10,
+        n_samples=5000,
+        n_parents=3,
+        children_per_parent=4,
+        parent_prob=0.3,
+        child_prob=0.5,
     )
     data = generate(cfg)
     children = (data.parent_of >= 0).nonzero().squeeze(-1)
@@ -41,6 +48,8 @@ def test_correlation_raises_co_firing():
     corr = generate(SyntheticConfig(**base, corr=0.8)).codes > 0
 
     def cofire(on):
-        return (on[:, 0] & on[:, 1]).float().mean() / (on[:, 0].float().mean() * on[:, 1].float().mean())
+        return (on[:, 0] & on[:, 1]).float().mean() / (
+            on[:, 0].float().mean() * on[:, 1].float().mean()
+        )
 
     assert cofire(corr) > 2 * cofire(plain)

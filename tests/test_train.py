@@ -12,7 +12,12 @@ from vsae import SAEConfig, TrainConfig, TrainingError, train
 from vsae.metrics import mmcs
 
 TC = TrainConfig(
-    batch_size=256, steps=500, lr=4e-3, warmup_steps=30, progress=False, eval_samples=2000,
+    batch_size=256,
+    steps=500,
+    lr=4e-3,
+    warmup_steps=30,
+    progress=False,
+    eval_samples=2000,
     dead_after=20_000,
 )
 ARCHS = [
@@ -41,8 +46,9 @@ def test_every_architecture_recovers_features(arch, extra, flat_data):
 
 
 def _small(steps: int = 60, **kw) -> TrainConfig:
-    return TrainConfig(batch_size=128, steps=steps, lr=3e-3, warmup_steps=5, progress=False,
-                       eval_samples=512, **kw)
+    return TrainConfig(
+        batch_size=128, steps=steps, lr=3e-3, warmup_steps=5, progress=False, eval_samples=512, **kw
+    )
 
 
 def test_nan_batch_stops_with_step_and_keeps_checkpoint(tmp_path, flat_data):

@@ -78,8 +78,11 @@ class ArchetypalSAE(BatchTopKSAE):
         self.mix_NM.zero_()
         self.mix_NM[:, 0] = 1.0
         self.relax_ND.zero_()
+        # Codes start as projection coefficients onto the atom, shared among the k active
+        # latents, so the first reconstructions have the data's scale (atoms are not unit norm).
         atoms_ND = self.dictionary()
-        self.W_enc_ND.copy_(atoms_ND / atoms_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        sq_N1 = atoms_ND.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+        self.W_enc_ND.copy_(atoms_ND / (sq_N1 * self.cfg.k))
 
     @torch.no_grad()
     def before_step(self) -> None:

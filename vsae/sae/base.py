@@ -44,6 +44,8 @@ class BaseSAE(nn.Module):
     """
 
     arch: ClassVar[str] = ""
+    # Scale of W_enc = scale * W_dec^T at init; dense-code SAEs shrink it (see ReLUSAE).
+    dense_codes: ClassVar[bool] = False
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -55,7 +57,10 @@ class BaseSAE(nn.Module):
         gen = torch.Generator().manual_seed(cfg.seed)
         W_dec_ND = torch.randn(N, D, generator=gen)
         W_dec_ND /= W_dec_ND.norm(dim=-1, keepdim=True)
-        self.W_enc_ND = nn.Parameter(W_dec_ND.clone())
+        # With dense codes about half of N random atoms fire, summing to ~ N / (2 D) x:
+        # shrink the encoder so the first reconstructions have the data's scale.
+        enc_scale = min(1.0, 2.0 * D / N) if self.dense_codes else 1.0
+        self.W_enc_ND = nn.Parameter(W_dec_ND * enc_scale)
         self.b_enc_N = nn.Parameter(torch.zeros(N))
         self.W_dec_ND = nn.Parameter(W_dec_ND)
         self.b_dec_D = nn.Parameter(torch.zeros(D))

@@ -61,6 +61,7 @@ class JumpReLUSAE(BaseSAE):
     """JumpReLU codes with an L0 penalty (Rajamanoharan et al. 2024)."""
 
     arch = "jumprelu"
+    dense_codes = True
 
     def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
         super().__init__(cfg)

@@ -13,6 +13,7 @@ class ReLUSAE(BaseSAE):
     """ReLU + L1 sparse autoencoder (dense codes, dense decode)."""
 
     arch = "relu"
+    dense_codes = True
 
     def codes_normalized(self, x_BD: Tensor) -> Tensor:
         """ReLU of the pre-activations."""

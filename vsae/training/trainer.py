@@ -37,9 +37,7 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def make_source(
-    data: Any, cfg: TrainConfig, rank: int = 0, world_size: int = 1, min_hold: int = 0
-):
+def make_source(data: Any, cfg: TrainConfig, rank: int = 0, world_size: int = 1, min_hold: int = 0):
     """An ArraySource for arrays and .npy paths, an IterableSource for anything iterable.
 
     An iterable's first ``max(eval_samples, min_hold)`` rows are held out: they are
