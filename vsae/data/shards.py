@@ -648,7 +648,11 @@ class ShardBatches(torch.utils.data.IterableDataset):
         epoch = self.epoch
         rng = np.random.default_rng([self.seed, epoch, slot, 7])
         infinite = n_batches is not None
-        buf = _ShuffleBuffer(self.d, self.shuffle_buffer, rng) if self.shuffle_buffer else None
+        if n_batches == 0:
+            return
+        # a buffer larger than this slot's share of the data would only re-read shards to fill
+        cap = min(self.shuffle_buffer, max(self.batch_size, self.total_vectors // n_slots))
+        buf = _ShuffleBuffer(self.d, cap, rng) if self.shuffle_buffer else None
         pending: list[np.ndarray] = []
         n_pending = 0
         produced = 0
