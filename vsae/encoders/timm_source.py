@@ -67,6 +67,9 @@ class TimmSource(ActivationSource):
         self.tokens = check_tokens(tokens)
         self.device = torch.device(device)
         local = self.pretrained is not None and Path(self.pretrained).is_file()
+        if self.pretrained is not None and not local and (
+                "/" in self.pretrained or self.pretrained.endswith((".pth", ".safetensors"))):
+            raise SourceError(f"{self.spec}: pretrained file {self.pretrained} does not exist")
         name = model_name
         use_hub = self.pretrained is not None and not local
         if use_hub and self.pretrained not in ("timm", "default", "true", "True"):
@@ -77,9 +80,6 @@ class TimmSource(ActivationSource):
             raise SourceError(f"{self.spec}: timm cannot create {name!r} ({exn})") from exn
         if local:
             load_local_weights(model, self.pretrained)
-        elif self.pretrained is not None and ("/" in self.pretrained or
-                                              self.pretrained.endswith((".pth", ".safetensors"))):
-            raise SourceError(f"{self.spec}: pretrained file {self.pretrained} does not exist")
         self.model = model.eval().to(self.device)
         if not hasattr(model, "blocks"):
             raise SourceError(f"{self.spec}: {type(model).__name__} has no .blocks (not a ViT)")
