@@ -111,17 +111,32 @@ def block_index(hookpoint: str, n_blocks: int, spec: str) -> int:
     return i
 
 
+class StopForward(Exception):
+    """Raised by a hook to end a forward pass once every needed activation is captured."""
+
+
 @contextlib.contextmanager
-def capture_outputs(modules: dict[str, torch.nn.Module]) -> Iterator[dict[str, Any]]:
-    """Forward hooks storing each module's output under its name while the context is open."""
+def capture_outputs(modules: dict[str, torch.nn.Module],
+                    stop_after: torch.nn.Module | None = None) -> Iterator[dict[str, Any]]:
+    """Forward hooks storing each module's output under its name while the context is open.
+
+    With ``stop_after``, that module's hook raises :class:`StopForward` (the caller catches it)
+    so that layers after the deepest needed block are not computed.
+    """
     store: dict[str, Any] = {}
     handles = []
     for name, mod in modules.items():
         def hook(_m, _inp, out, name=name):
             store[name] = out[0] if isinstance(out, (tuple, list)) else out
         handles.append(mod.register_forward_hook(hook))
+    if stop_after is not None:
+        def stop(_m, _inp, _out):
+            raise StopForward
+        handles.append(stop_after.register_forward_hook(stop))
     try:
         yield store
+    except StopForward:
+        pass
     finally:
         for h in handles:
             h.remove()

@@ -78,6 +78,7 @@ class OpenClipSource(ActivationSource):
             raise SourceError(f"{self.spec}: no hookpoints")
         blocks, self.n_prefix, self.batch_first = _visual_blocks(self.model.visual)
         self.blocks: dict[str, torch.nn.Module] = {}
+        self._block_order = {id(b): i for i, b in enumerate(blocks)}
         embed_dim = self._embed_dim()
         self.d_out = {}
         for hp in self.hookpoints:
@@ -142,7 +143,11 @@ class OpenClipSource(ActivationSource):
         out: dict[str, torch.Tensor] = {}
         if "pixels" in batch:
             pixels = batch["pixels"].to(self.device)
-            with capture_outputs(self.blocks) as store:
+            img = None
+            stop = None
+            if "image" not in self.hookpoints:  # only blocks: skip the layers after the deepest
+                stop = max(self.blocks.values(), key=lambda m: self._block_order[id(m)])
+            with capture_outputs(self.blocks, stop_after=stop) as store:
                 img = self.model.encode_image(pixels)
             if "image" in self.hookpoints:
                 out["image"] = img[:, None, :]

@@ -56,10 +56,13 @@ class TimmSource(ActivationSource):
         ``blocks.<i>`` and/or ``pooled``. Default: the last block.
     tokens : str
         ``cls``, ``patches`` or ``all``.
+    image_size : int, optional
+        Build the model for this input size (timm ``img_size``; position embeddings resampled
+        when loading weights is the caller's concern). Default: the model's own.
     """
 
     def __init__(self, model_name: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-                 tokens: str = "cls", device: str = "cpu"):
+                 tokens: str = "cls", device: str = "cpu", image_size: int | None = None):
         import timm
 
         self.spec = f"timm:{model_name}"
@@ -75,7 +78,8 @@ class TimmSource(ActivationSource):
         if use_hub and self.pretrained not in ("timm", "default", "true", "True"):
             name = f"{model_name}.{self.pretrained}"
         try:
-            model = timm.create_model(name, pretrained=use_hub)
+            kw = {"img_size": int(image_size)} if image_size else {}
+            model = timm.create_model(name, pretrained=use_hub, **kw)
         except RuntimeError as exn:
             raise SourceError(f"{self.spec}: timm cannot create {name!r} ({exn})") from exn
         if local:
@@ -83,7 +87,8 @@ class TimmSource(ActivationSource):
         self.model = model.eval().to(self.device)
         if not hasattr(model, "blocks"):
             raise SourceError(f"{self.spec}: {type(model).__name__} has no .blocks (not a ViT)")
-        cfg = timm.data.resolve_data_config({}, model=model)
+        args = {"input_size": (3, int(image_size), int(image_size))} if image_size else {}
+        cfg = timm.data.resolve_data_config(args, model=model)
         self.transform = timm.data.create_transform(**cfg)
         self.n_prefix = int(getattr(model, "num_prefix_tokens", 0))
         self.has_cls = getattr(model, "cls_token", None) is not None
@@ -100,9 +105,15 @@ class TimmSource(ActivationSource):
         if self.tokens == "cls" and self.blocks and not self.has_cls:
             raise SourceError(f"{self.spec}: the model has no class token; use tokens='patches'")
         self.input_kind = "image"
+        self.image_size = image_size
+        # without 'pooled', the forward stops after the deepest requested block
+        self.stop_after = None
+        if "pooled" not in self.hookpoints:
+            deepest = max(self.blocks.values(), key=lambda m: list(model.blocks).index(m))
+            self.stop_after = deepest
 
     def options(self) -> dict:
-        return {"tokens": self.tokens}
+        return {"tokens": self.tokens, "image_size": self.image_size}
 
     def prepare(self, items) -> dict:
         missing = [it.key for it in items if it.image is None]
@@ -113,10 +124,10 @@ class TimmSource(ActivationSource):
     @torch.no_grad()
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
         pixels = batch["pixels"].to(self.device)
-        with capture_outputs(self.blocks) as store:
+        pooled = None
+        with capture_outputs(self.blocks, stop_after=self.stop_after) as store:
             feats = self.model.forward_features(pixels)
-            pooled = self.model.forward_head(feats, pre_logits=True) \
-                if "pooled" in self.hookpoints else None
+            pooled = self.model.forward_head(feats, pre_logits=True)
         out = {}
         for hp in self.hookpoints:
             if hp == "pooled":
