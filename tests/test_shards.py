@@ -19,10 +19,11 @@ from vsae.data.shards import (
 )
 
 
-def write_dataset(out, n=40, t=3, d=8, shard_size=7, seed=0):
+def write_dataset(out, n=40, t=3, d=8, shard_size=7, seed=0, compress=False):
     rng = np.random.default_rng(seed)
     w = ActivationWriter(out, {"blocks.2": d, "image": 4}, shard_size=shard_size,
-                         info={"source": "test:synthetic", "pretrained": None})
+                         info={"source": "test:synthetic", "pretrained": None},
+                         compress=compress)
     xs = []
     for i in range(n):
         x = rng.normal(size=(t, d)) * 3.0 + np.arange(d)
@@ -32,8 +33,9 @@ def write_dataset(out, n=40, t=3, d=8, shard_size=7, seed=0):
     return meta, np.concatenate(xs)
 
 
-def test_round_trip_and_meta(tmp_path):
-    meta, x = write_dataset(tmp_path)
+@pytest.mark.parametrize("compress", [False, True], ids=["tar", "tar.gz"])
+def test_round_trip_and_meta(tmp_path, compress):
+    meta, x = write_dataset(tmp_path, compress=compress)
     got = load_all(tmp_path, "blocks.2")
     assert got.dtype == np.float16 and got.shape == x.shape
     np.testing.assert_allclose(got.astype(np.float64), x, rtol=1e-3, atol=1e-2)
@@ -47,7 +49,9 @@ def test_round_trip_and_meta(tmp_path):
     expected_scale = np.sqrt(8 / (centred ** 2).sum(1).mean())
     assert hp["scale"] == pytest.approx(expected_scale, rel=1e-3)
     assert sum(s["n_samples"] for s in m["shards"]) == 40
-    assert [s["name"] for s in m["shards"]] == [f"shard-{i:06d}.tar" for i in range(6)]
+    ext = ".tar.gz" if compress else ".tar"
+    assert [s["name"] for s in m["shards"]] == [f"shard-{i:06d}{ext}" for i in range(6)]
+    assert m["compression"] == ("gzip" if compress else None)
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -73,11 +77,12 @@ def test_fp16_overflow_is_clamped_and_counted(tmp_path):
     assert load_all(tmp_path)[0, 0] == np.float16(65504)
 
 
-def test_plain_webdataset_and_numpy_read(tmp_path):
+@pytest.mark.parametrize("compress", [False, True], ids=["tar", "tar.gz"])
+def test_plain_webdataset_and_numpy_read(tmp_path, compress):
     """The documented recipe: shards readable without vsae."""
     import webdataset as wds
 
-    _, x = write_dataset(tmp_path)
+    _, x = write_dataset(tmp_path, compress=compress)
     meta = json.load(open(tmp_path / "meta.json"))
     fld = meta["hookpoints"]["blocks.2"]["field"]
     urls = [str(tmp_path / s["name"]) for s in meta["shards"]]
@@ -144,9 +149,10 @@ def test_distributed_default_is_one_pass_equal_counts(tmp_path):
     assert lens == [1, 1]  # 10 vectors // (5 * 2)
 
 
-def test_truncated_shard_is_named(tmp_path):
-    write_dataset(tmp_path)
-    shard = tmp_path / "shard-000002.tar"
+@pytest.mark.parametrize("compress", [False, True], ids=["tar", "tar.gz"])
+def test_truncated_shard_is_named(tmp_path, compress):
+    write_dataset(tmp_path, compress=compress)
+    shard = tmp_path / ("shard-000002.tar" + (".gz" if compress else ""))
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2 + 100])
     with pytest.raises(ShardError, match="shard-000002.tar"):
@@ -180,7 +186,8 @@ def test_missing_shard_is_named(tmp_path):
 
 
 def test_resume_discards_partial_and_uncommitted_shards(tmp_path):
-    w = ActivationWriter(tmp_path, {"x": 2}, shard_size=2, info={"source": "s"})
+    w = ActivationWriter(tmp_path, {"x": 2}, shard_size=2, info={"source": "s"},
+                         compress=False)
     for i in range(5):
         w.add(i, {"x": np.full((1, 2), i)})
     # killed here: shards 0, 1 committed, shard 2 half written
@@ -218,3 +225,15 @@ def test_bad_inputs_name_the_value(tmp_path):
     write_dataset(tmp_path / "d")
     with pytest.raises(ValueError, match="several hookpoints"):
         open_batches(tmp_path / "d", 4)
+
+
+def test_auto_compression_and_skips(tmp_path):
+    small = ActivationWriter(tmp_path / "small", {"x": 4})
+    small.skip(0, "bad.png", "cannot read")  # a skip before the first shard opens
+    small.add(1, {"x": np.ones((1, 4))})
+    meta = small.finish()
+    assert meta["compression"] == "gzip" and meta["shards"][0]["name"].endswith(".tar.gz")
+    assert meta["skipped"][0]["key"] == "bad.png" and meta["n_inputs"] == 2
+    big = ActivationWriter(tmp_path / "big", {"x": 1024})
+    big.add(0, {"x": np.ones((16, 1024))})
+    assert big.finish()["compression"] is None

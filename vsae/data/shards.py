@@ -3,7 +3,8 @@
 Layout of a dataset directory::
 
     meta.json              model, hookpoints/dims/fields, dtype, counts, normalisation stats
-    shard-000000.tar       complete shards only (written as ``.tar.partial`` then renamed)
+    shard-000000.tar       complete shards only (written as ``.tar.partial`` then renamed);
+                           ``.tar.gz`` when gzip-compressed (small samples, see ``compress``)
     writer_state.json      the writer's resume state (running sums, committed shards)
 
 Each sample in a tar is one input (an image, or a prompt at one timestep)::
@@ -33,16 +34,18 @@ STORE_DTYPE = np.float16
 FP16_MAX = float(np.finfo(np.float16).max)
 META_NAME = "meta.json"
 STATE_NAME = "writer_state.json"
-SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
+SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar(\.gz)?$")
+# a sample smaller than this pays >= ~15% tar header overhead: gzip removes it (compress=None)
+AUTO_COMPRESS_BELOW = 16384
 
 
 class ShardError(RuntimeError):
     """A shard is missing, truncated or corrupt; the message names the shard."""
 
 
-def shard_name(index: int) -> str:
-    """Return the file name of shard number ``index``."""
-    return f"shard-{index:06d}.tar"
+def shard_name(index: int, compress: bool = False) -> str:
+    """Return the file name of shard number ``index`` (``.tar.gz`` when compressed)."""
+    return f"shard-{index:06d}.tar" + (".gz" if compress else "")
 
 
 def field_name(hookpoint: str) -> str:
@@ -228,10 +231,14 @@ class ActivationWriter:
     resume : bool
         Continue an existing dataset in ``out_dir`` (its hookpoints/source must match). If False
         and ``out_dir`` already holds shards, a ``FileExistsError`` is raised.
+    compress : bool or None
+        gzip the tars (``.tar.gz``; any tar reader opens them). None: decided on the first sample,
+        compressing when its arrays total < 16 KiB, where the 512-byte tar headers and padding of
+        each member would otherwise cost more than the half-precision saving.
     """
 
     def __init__(self, out_dir, hookpoints: dict[str, int], shard_size: int = 1000,
-                 info: dict | None = None, resume: bool = True):
+                 info: dict | None = None, resume: bool = True, compress: bool | None = None):
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         if not hookpoints:
@@ -247,6 +254,7 @@ class ActivationWriter:
         self._tar = None
         self._file = None
         self._pending = _Pending()
+        self._compress_arg = compress
         self.state = self._load_or_init_state(resume)
 
     # -- state ------------------------------------------------------------------------------
@@ -257,6 +265,7 @@ class ActivationWriter:
             "hookpoints": self.hookpoints,
             "identity": self._identity(),
             "shards": [],
+            "compress": None,
             "input_next": 0,
             "n_samples": 0,
             "stats": {hp: RunningStats(d).to_json() for hp, d in self.hookpoints.items()},
@@ -317,10 +326,14 @@ class ActivationWriter:
     def _open_shard(self) -> None:
         import webdataset as wds
 
-        name = shard_name(len(self.state["shards"]))
+        name = shard_name(len(self.state["shards"]), bool(self.state["compress"]))
         self._file = open(self.out_dir / (name + ".partial"), "wb")
-        self._tar = wds.TarWriter(self._file, encoder=False)
+        # integer mtime: a float one makes tarfile add a 1 KiB PAX header to every member
+        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0,
+                                  compress=bool(self.state["compress"]))
+        old = self._pending  # skips recorded before the shard opened stay with it
         self._pending = _Pending(
+            last_input=old.last_input, skipped=old.skipped,
             stats={hp: RunningStats(d) for hp, d in self.hookpoints.items()},
             n_vectors={hp: 0 for hp in self.hookpoints},
             n_clamped={hp: 0 for hp in self.hookpoints},
@@ -328,8 +341,6 @@ class ActivationWriter:
 
     def skip(self, input_index: int, key: str, error: str) -> None:
         """Record an input that could not be read (reported in meta.json)."""
-        if self._tar is None:
-            self._open_shard()
         self._pending.skipped.append({"input_index": int(input_index), "key": key,
                                       "error": error})
         self._pending.last_input = max(self._pending.last_input, int(input_index))
@@ -355,6 +366,12 @@ class ActivationWriter:
         if (self._tar is not None and p.n_samples >= self.shard_size
                 and input_index != p.last_input):
             self._commit(input_next=p.last_input + 1)
+        if self.state["compress"] is None:
+            if self._compress_arg is None:
+                size = sum(np.asarray(a).size for a in arrays.values()) * 2
+                self.state["compress"] = size < AUTO_COMPRESS_BELOW
+            else:
+                self.state["compress"] = bool(self._compress_arg)
         if self._tar is None:
             self._open_shard()
             p = self._pending
@@ -384,7 +401,7 @@ class ActivationWriter:
 
     def _commit(self, input_next: int) -> None:
         p = self._pending
-        name = shard_name(len(self.state["shards"]))
+        name = shard_name(len(self.state["shards"]), bool(self.state["compress"]))
         if self._tar is not None:
             self._tar.close()  # closes self._file too
             self._tar = None
@@ -401,6 +418,8 @@ class ActivationWriter:
         elif partial.exists():
             partial.unlink()
         for hp in self.hookpoints:
+            if hp not in p.stats:  # only skips since the last commit
+                continue
             st = RunningStats.from_json(state["stats"][hp])
             st.merge(p.stats[hp])
             state["stats"][hp] = st.to_json()
@@ -450,6 +469,7 @@ class ActivationWriter:
             "pretrained": self.info.get("pretrained"),
             "options": self.info.get("options"),
             "dtype": np.dtype(STORE_DTYPE).name,
+            "compression": "gzip" if st["compress"] else None,
             "normalisation": "x_norm = (x - mean) * scale, with E||x_norm||^2 = d",
             "hookpoints": hps,
             "n_samples": st["n_samples"],
@@ -471,7 +491,7 @@ class ActivationWriter:
 
 def _raise_shard_error(exn: Exception) -> bool:
     """WebDataset handler: re-raise with the shard named."""
-    urls = [a for a in exn.args if isinstance(a, str) and a.endswith(".tar")]
+    urls = [a for a in exn.args if isinstance(a, str) and a.endswith((".tar", ".tar.gz"))]
     where = urls[-1] if urls else "unknown shard"
     text = str(exn.args[0]) if exn.args else repr(exn)
     raise ShardError(f"corrupt or truncated shard {where}: {type(exn).__name__}: {text}") from exn
