@@ -29,10 +29,17 @@ def subsample_tokens(x_TD: torch.Tensor, max_tokens: int, seed: Sequence[int]
     return x_TD[torch.from_numpy(idx)], idx.tolist()
 
 
-def _write_batch(writer: ActivationWriter, source: ActivationSource, items: list[InputItem],
-                 max_tokens: int | None, token_seed: int) -> None:
+def write_batch(writer: ActivationWriter, source: ActivationSource, items: list[InputItem],
+                max_tokens: int | None = None, token_seed: int = 0,
+                batch: dict | None = None) -> None:
+    """Run ``source`` on the readable items and write their samples (and the skips) in order.
+
+    ``batch`` is ``source.prepare`` of the readable items when already computed.
+    """
     good = [it for it in items if it.error is None]
-    acts = source(source.prepare(good)) if good else {}
+    if batch is None and good:
+        batch = source.prepare(good)
+    acts = source(batch) if good else {}
     spi = source.samples_per_input
     for hp, x in acts.items():
         if x.ndim != 3 or x.shape[0] != len(good) * spi or x.shape[2] != source.d_out[hp]:
@@ -143,12 +150,12 @@ def extract(source: ActivationSource | str, data: Any, out_dir: str | os.PathLik
             last = it.index
             n_good += it.error is None
             if n_good >= batch_size:
-                _write_batch(writer, source, pending, max_tokens, token_seed)
+                write_batch(writer, source, pending, max_tokens, token_seed)
                 if bar is not None:
                     bar.update(len(pending))
                 pending, n_good = [], 0
         if pending:
-            _write_batch(writer, source, pending, max_tokens, token_seed)
+            write_batch(writer, source, pending, max_tokens, token_seed)
             if bar is not None:
                 bar.update(len(pending))
     except BaseException:

@@ -63,9 +63,30 @@ def encode_array(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple, int]] = {}
+
+
 def decode_array(data: bytes, where: str) -> np.ndarray:
-    """Parse ``.npy`` bytes with ``allow_pickle=False``; ``where`` names the shard and member."""
+    """Parse ``.npy`` bytes without pickle; ``where`` names the shard and member.
+
+    The header of every array of a hookpoint is the same, so parsed headers are cached and the
+    payload is wrapped with ``np.frombuffer`` (the first parse goes through ``np.load`` with
+    ``allow_pickle=False``, which rejects object arrays).
+    """
     try:
+        if data[:6] == b"\x93NUMPY" and data[6] == 1:
+            hlen = int.from_bytes(data[8:10], "little")
+            header = bytes(data[:10 + hlen])
+            cached = _NPY_HEADERS.get(header)
+            if cached is None:
+                arr = np.load(io.BytesIO(data), allow_pickle=False)
+                if arr.dtype.hasobject or np.isfortran(arr):
+                    return arr
+                if len(_NPY_HEADERS) < 4096:
+                    _NPY_HEADERS[header] = (arr.dtype, arr.shape, 10 + hlen)
+                return arr
+            dtype, shape, offset = cached
+            return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
         return np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exn:  # noqa: BLE001 - re-raised with the location
         raise ShardError(f"cannot parse array {where}: {exn}") from exn
@@ -489,17 +510,79 @@ class ActivationWriter:
 # ----------------------------------------------------------------------------------------------
 
 
-def _raise_shard_error(exn: Exception) -> bool:
-    """WebDataset handler: re-raise with the shard named."""
-    urls = [a for a in exn.args if isinstance(a, str) and a.endswith((".tar", ".tar.gz"))]
-    where = urls[-1] if urls else "unknown shard"
-    text = str(exn.args[0]) if exn.args else repr(exn)
-    raise ShardError(f"corrupt or truncated shard {where}: {type(exn).__name__}: {text}") from exn
+def _read_exact(f, n: int, url: str, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise ShardError(f"corrupt or truncated shard {url}: unexpected end of data in {what}")
+    return data
+
+
+def iter_tar_samples(url: str) -> Iterator[dict]:
+    """Fast sequential reader of one (optionally gzipped) tar shard into WebDataset samples.
+
+    Reads the 512-byte ustar headers directly (the shards are written by this module: regular
+    files, short names); a sample is the run of members sharing the name up to the first dot.
+    Errors raise :class:`ShardError` naming the shard.
+    """
+    import gzip
+
+    raw = open(url, "rb")
+    try:
+        magic = raw.read(2)
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
+        sample: dict | None = None
+        while True:
+            header = f.read(512)
+            if len(header) == 0:
+                break  # no end-of-archive blocks: the sample count check decides
+            if len(header) != 512:
+                raise ShardError(f"corrupt or truncated shard {url}: partial tar header")
+            if header == b"\0" * 512:
+                break
+            chk = sum(header[:148]) + 256 + sum(header[156:])
+            try:
+                size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+                want = int(header[148:156].strip(b"\0 ") or b"0", 8)
+            except ValueError as exn:
+                raise ShardError(f"corrupt or truncated shard {url}: bad tar header") from exn
+            if chk != want:
+                raise ShardError(f"corrupt or truncated shard {url}: tar header checksum")
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+            prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+            if prefix:
+                name = prefix + "/" + name
+            data = _read_exact(f, size, url, name)
+            pad = (-size) % 512
+            if pad:
+                _read_exact(f, pad, url, name)
+            if header[156:157] not in (b"0", b"\0"):
+                continue  # not a regular file
+            base = name.rsplit("/", 1)[-1]
+            if "." not in base:
+                continue
+            dot = len(name) - len(base) + base.index(".")
+            key, ext = name[:dot], name[dot + 1:].lower()
+            if sample is None or sample["__key__"] != key:
+                if sample is not None:
+                    yield sample
+                sample = {"__key__": key, "__url__": url}
+            sample[ext] = data
+        if sample is not None:
+            yield sample
+    except (OSError, EOFError, UnicodeDecodeError) as exn:
+        raise ShardError(f"corrupt or truncated shard {url}: {type(exn).__name__}: {exn}") \
+            from exn
+    finally:
+        raw.close()
 
 
 def iter_shard_samples(urls: Iterable[str], expected: dict[str, int] | None = None
                        ) -> Iterator[dict]:
     """Yield raw WebDataset samples from tars, checking each shard's sample count.
+
+    Same samples as ``webdataset.tarfile_samples`` (``__key__``, ``__url__``, one bytes entry per
+    member suffix), read by :func:`iter_tar_samples`.
 
     Parameters
     ----------
@@ -509,14 +592,12 @@ def iter_shard_samples(urls: Iterable[str], expected: dict[str, int] | None = No
         Shard path -> sample count from meta.json. A shard that ends early (truncated at a member
         boundary, which ``tarfile`` cannot detect) raises :class:`ShardError`.
     """
-    import webdataset as wds
 
     for url in urls:
         if not os.path.isfile(url):
             raise ShardError(f"shard {url} is missing")
         n = 0
-        stream = wds.tarfile_samples([{"url": url}], handler=_raise_shard_error)
-        for sample in stream:
+        for sample in iter_tar_samples(url):
             n += 1
             yield sample
         if expected is not None and url in expected and n != expected[url]:
@@ -703,7 +784,22 @@ class ShardBatches(torch.utils.data.IterableDataset):
         def done():
             return n_batches is not None and produced >= n_batches
 
+        chunk: list[np.ndarray] = []
+        n_chunk = 0
         for x in self._vectors(epoch, slot, n_slots, infinite):
+            chunk.append(x)
+            n_chunk += x.shape[0]
+            if n_chunk < bsz:  # push to the buffer in batch-sized chunks (vectorised)
+                continue
+            x = np.concatenate(chunk) if len(chunk) > 1 else chunk[0]
+            chunk, n_chunk = [], 0
+            out = buf.push(x) if buf is not None else x
+            if out is not None:
+                yield from flush([out])
+                if done():
+                    return
+        if chunk:
+            x = np.concatenate(chunk)
             out = buf.push(x) if buf is not None else x
             if out is not None:
                 yield from flush([out])
