@@ -68,5 +68,5 @@ def test_bad_specs_name_the_value():
         from_spec("open_clip:ViT-X-99")
     with pytest.raises(SourceError, match=r"blocks.12.*12 blocks"):
         from_spec("open_clip:ViT-B-32", hookpoints=["blocks.12"])
-    with pytest.raises(SourceError, match="world:"):
-        from_spec("world:clip")
+    with pytest.raises(SourceError, match="expected one of"):
+        from_spec("world:clap")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -80,22 +79,6 @@ def source_options(args: argparse.Namespace) -> dict:
     return opts
 
 
-def resolve_data(data: str):
-    """``world[:N]`` -> the tiny world's generator; anything else is passed through."""
-    if data == "world" or data.startswith("world:"):
-        n = int(data.split(":", 1)[1]) if ":" in data else 1000
-        try:
-            world = importlib.import_module("vsae.world")
-        except ImportError as exn:
-            raise ValueError(f"--data {data}: the tiny world (vsae.world) is not installed "
-                             "in this checkout yet") from exn
-        gen = getattr(world, "dataset", None)
-        if gen is None:
-            raise ValueError(f"--data {data}: vsae.world has no dataset(n) function yet")
-        return gen(n)
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``vsae extract``; print a JSON summary; return the exit code."""
     from vsae.encoders import SourceError
@@ -103,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        meta = extract(args.source, resolve_data(args.data), args.out,
+        meta = extract(args.source, args.data, args.out,
                        batch_size=args.batch_size, shard_size=args.shard_size,
                        resume=not args.no_resume, strict=args.strict,
                        max_tokens=args.max_tokens, token_seed=args.token_seed, limit=args.limit,

@@ -218,6 +218,39 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     return prompts
 
 
+def parse_world(data: Any) -> tuple[int, int] | None:
+    """``world``, ``world:N`` or ``world:N:SEED`` -> (N, seed); None for anything else."""
+    if not isinstance(data, str) or not (data == "world" or data.startswith("world:")):
+        return None
+    parts = data.split(":")[1:]
+    try:
+        n = int(parts[0]) if parts else 1000
+        seed = int(parts[1]) if len(parts) > 1 else 0
+    except ValueError as exn:
+        raise ValueError(f"--data {data!r}: expected world, world:N or world:N:SEED") from exn
+    if n < 1 or len(parts) > 2:
+        raise ValueError(f"--data {data!r}: expected world, world:N or world:N:SEED (N >= 1)")
+    return n, seed
+
+
+def iter_world(n: int, seed: int = 0, start: int = 0, chunk: int = 256) -> Iterator[InputItem]:
+    """Scenes of the tiny world rendered on the fly (64x64), with full captions and labels."""
+    from PIL import Image
+
+    try:
+        from vsae import world
+    except ImportError as exn:
+        raise ValueError(f"world inputs need the tiny world (vsae.world), not installed in this "
+                         f"checkout yet ({exn})") from exn
+    for lo in range(start, n, chunk):
+        scenes = world.sample_scenes(min(chunk, n - lo), seed, start=lo)
+        images = world.render_scenes(scenes)
+        for j, (scene, img) in enumerate(zip(scenes, images, strict=True)):
+            labels = {a: scene[a] for a in world.ATTRIBUTES if a in scene}
+            yield InputItem(lo + j, f"world-{seed}-{lo + j:09d}", Image.fromarray(img),
+                            world.full_caption(scene), labels)
+
+
 def iter_inputs(data: Any, start: int = 0, strict: bool = False) -> Iterator[InputItem]:
     """Dispatch on ``data``: image folder, WebDataset shards, prompt file (.txt) or iterable.
 
@@ -225,12 +258,16 @@ def iter_inputs(data: Any, start: int = 0, strict: bool = False) -> Iterator[Inp
     ----------
     data : str, path, list or iterable
         A folder of images; a ``.tar`` path / glob / brace pattern / list of tars; a ``.txt``
-        file of prompts; or an iterable of PIL images, prompt strings or dicts.
+        file of prompts; ``world[:N[:SEED]]`` (the tiny world's rendered scenes with captions
+        and labels; default N = 1000); or an iterable of PIL images, prompt strings or dicts.
     start : int
         Skip the first ``start`` inputs (resume).
     strict : bool
         Raise :class:`ImageReadError` on the first unreadable image instead of reporting it.
     """
+    world_args = parse_world(data)
+    if world_args is not None:
+        return iter_world(world_args[0], world_args[1], start)
     if is_webdataset(data):
         return iter_webdataset(data, start, strict)
     if isinstance(data, (str, os.PathLike)):

@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from .base import ActivationSource, SourceError
 
 FAMILIES = ("open_clip", "timm", "diffusers", "world")
-WORLD_MODELS = ("clip", "siglip", "diffusion")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -31,21 +29,6 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not name:
         raise SourceError(f"source spec {spec!r}: empty model name")
     return family, name
-
-
-def _world_source(name: str, pretrained, hookpoints, **opts) -> ActivationSource:
-    if name not in WORLD_MODELS:
-        raise SourceError(f"world:{name}: expected one of {['world:' + m for m in WORLD_MODELS]}")
-    try:
-        world = importlib.import_module("vsae.world")
-    except ImportError as exn:
-        raise SourceError(f"world:{name} needs the tiny world (vsae.world), which is not "
-                          f"installed in this checkout yet ({exn})") from exn
-    factory = getattr(world, "activation_source", None)
-    if factory is None:
-        raise SourceError(f"world:{name}: vsae.world has no activation_source(name, ...) "
-                          "function yet")
-    return factory(name, pretrained=pretrained, hookpoints=hookpoints, **opts)
 
 
 def from_spec(spec: str, pretrained=None, hookpoints: Sequence[str] | None = None,
@@ -83,7 +66,9 @@ def from_spec(spec: str, pretrained=None, hookpoints: Sequence[str] | None = Non
         from .diffusers_source import DiffusersSource
 
         return DiffusersSource(name, pretrained=pretrained, hookpoints=hps, **opts)
-    return _world_source(name, pretrained, hps, **opts)
+    from .world_source import world_source
+
+    return world_source(name, pretrained=pretrained, hookpoints=hps, **opts)
 
 
 __all__ = ["ActivationSource", "SourceError", "from_spec", "parse_spec"]

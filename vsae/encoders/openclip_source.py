@@ -55,23 +55,30 @@ class OpenClipSource(ActivationSource):
         ``cls``, ``patches`` or ``all`` for block hookpoints.
     device : str
         Torch device.
+    model, preprocess, tokenizer : optional
+        An already loaded open_clip model with its eval transform (and tokenizer), used instead of
+        building ``arch`` (the tiny world's models); ``spec`` then names the source.
     """
 
     def __init__(self, arch: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-                 tokens: str = "cls", device: str = "cpu"):
+                 tokens: str = "cls", device: str = "cpu", model=None, preprocess=None,
+                 tokenizer=None, spec: str | None = None):
         import open_clip
 
         self.arch = arch
-        self.spec = f"open_clip:{arch}"
+        self.spec = spec or f"open_clip:{arch}"
         self.pretrained = parse_pretrained(pretrained)
         self.tokens = check_tokens(tokens)
         self.device = torch.device(device)
-        if arch not in open_clip.list_models():
-            raise SourceError(f"open_clip has no architecture {arch!r}; see "
-                              "open_clip.list_models()")
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=self.pretrained, device=self.device, weights_only=True)
-        self.model = model.eval()
+        if model is None:  # otherwise an already loaded open_clip model (the tiny world's)
+            if arch not in open_clip.list_models():
+                raise SourceError(f"open_clip has no architecture {arch!r}; see "
+                                  "open_clip.list_models()")
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=self.pretrained, device=self.device, weights_only=True)
+        elif preprocess is None:
+            raise SourceError(f"{self.spec}: a given model needs its preprocess transform")
+        self.model = model.eval().to(self.device)
         self.transform = preprocess
         self.hookpoints = list(hookpoints or ["image"])
         if not self.hookpoints:
@@ -89,12 +96,16 @@ class OpenClipSource(ActivationSource):
                 self.blocks[hp] = blk
                 self.d_out[hp] = self._block_width(blk)
         self.input_kind = "image" if any(h != "text" for h in self.hookpoints) else "text"
-        self._tokenizer = None
+        self._tokenizer = tokenizer
 
     def _embed_dim(self) -> int:
         proj = getattr(self.model, "text_projection", None)
         if isinstance(proj, torch.nn.Parameter):
             return int(proj.shape[1])
+        text = getattr(self.model, "text", None)
+        proj = getattr(text, "text_projection", None)
+        if isinstance(proj, torch.nn.Linear):
+            return int(proj.out_features)
         cfg = open_clip_cfg(self.arch)
         return int(cfg["embed_dim"])
 
