@@ -45,7 +45,8 @@ class OpenClipSource(ActivationSource):
     Parameters
     ----------
     arch : str
-        open_clip architecture name (``ViT-B-32``, ``ViT-B-16-SigLIP`` ...).
+        open_clip architecture name (``ViT-B-32``, ``ViT-B-16-SigLIP`` ...), or
+        ``local-dir:<folder>`` / ``hf-hub:<repo>`` (config and weights from there).
     pretrained : str or None
         open_clip pretrained tag, a local checkpoint (.safetensors / .pt, loaded without pickle),
         or None / "none" for random weights.
@@ -71,7 +72,8 @@ class OpenClipSource(ActivationSource):
         self.tokens = check_tokens(tokens)
         self.device = torch.device(device)
         if model is None:  # otherwise an already loaded open_clip model (the tiny world's)
-            if arch not in open_clip.list_models():
+            schema = arch.startswith(("hf-hub:", "local-dir:"))  # open_clip loads these itself
+            if not schema and arch not in open_clip.list_models():
                 raise SourceError(f"open_clip has no architecture {arch!r}; see "
                                   "open_clip.list_models()")
             model, _, preprocess = open_clip.create_model_and_transforms(
