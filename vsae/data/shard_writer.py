@@ -20,10 +20,10 @@ from .shard_format import (
     STORE_DTYPE,
     RunningStats,
     ShardError,
-    write_json_atomic,
     encode_array,
     field_name,
     shard_name,
+    write_json_atomic,
 )
 
 
