@@ -10,7 +10,7 @@ import sys
 import torch
 
 from vsae.data.shards import load_all, open_batches
-from vsae.train.distributed import (
+from vsae.training.distributed import (
     all_reduce_mean,
     average_gradients,
     broadcast_parameters,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vsae.data.shards import ActivationWriter
-from vsae.train.distributed import (
+from vsae.training.distributed import (
     DistInfo,
     all_reduce_mean,
     average_gradients,

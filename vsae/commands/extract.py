@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the pipeline's text encoder, or a fixed random embedding per prompt")
     g.add_argument("--seed", type=int, default=None, help="seed of the initial latents")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(run=run)
     return p
 
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vsae")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["extract", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder for the SAE, metrics and checkpoints")
     p.add_argument(
         "--data",
-        help="activations to train on: a .npy file [N, D] (overrides the config's data section)",
+        help="activations to train on: a .npy file [N, D] or a shard folder written by "
+        "`vsae extract` (overrides the config's data section)",
+    )
+    p.add_argument(
+        "--hookpoint",
+        help="which hookpoint of a shard folder to train on (needed when it holds several)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="reader processes for a shard folder (default 0: read in the training process)",
     )
     p.add_argument(
         "--set",
@@ -64,23 +75,53 @@ def load_data(run_cfg, data_arg: str | None):  # noqa: ANN001 - RunConfig
     raise ConfigError("no data: give --data PATH or a data section (synthetic or path)")
 
 
+def _shard_batches(path: Path, run_cfg, args: argparse.Namespace):  # noqa: ANN001
+    """A re-iterable of [B, D] batches over a shard folder (split across DDP ranks)."""
+    from vsae.data.shards import ShardError, open_batches
+
+    try:
+        return open_batches(
+            path,
+            run_cfg.train.batch_size,
+            hookpoint=args.hookpoint,
+            seed=run_cfg.train.seed,
+            num_workers=args.workers,
+        )
+    except (ShardError, ValueError, KeyError) as err:
+        raise DataError(f"{path}: {err}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train and write the run folder; print the final metrics as JSON."""
+    """Train and write the run folder; print the final metrics as JSON.
+
+    Under ``torchrun`` the process group is set up from the environment (gloo on
+    CPU, nccl on GPU); gradients are averaged across ranks and rank 0 writes.
+    """
+    from vsae.training.distributed import cleanup_distributed, setup_distributed
     from vsae.training.sources import as_array
     from vsae.training.trainer import train
 
+    info = setup_distributed()
     try:
         run_cfg = load_run_config(args.config, args.overrides)
         data = load_data(run_cfg, args.data)
-        arr = as_array(data)
-        if arr is None:
-            raise DataError(f"{data}: expected a .npy file")
-        sae_cfg = run_cfg.sae_for(arr.shape[1])
+        if isinstance(data, str) and Path(data).is_dir():
+            data = _shard_batches(Path(data), run_cfg, args)
+            width = data.d
+        else:
+            arr = as_array(data)
+            if arr is None:
+                raise DataError(f"{data}: expected a .npy file or a shard folder")
+            data, width = arr, arr.shape[1]
+        sae_cfg = run_cfg.sae_for(width)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        _, metrics = train(sae_cfg, arr, run_cfg.train, out_dir=out, resume=args.resume)
+        _, metrics = train(sae_cfg, data, run_cfg.train, out_dir=out, resume=args.resume)
     except (ConfigError, DataError, CheckpointError, TrainingError) as err:
         print(f"vsae train: error: {err}", flush=True)
         return 2
-    print(json.dumps(metrics, indent=2))
+    finally:
+        cleanup_distributed()
+    if info.is_main:
+        print(json.dumps(metrics, indent=2))
     return 0

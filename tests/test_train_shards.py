@@ -1,0 +1,116 @@
+"""``vsae train --data SHARDS``: one process, and two data-parallel processes under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from vsae.data.shards import ActivationWriter
+from vsae.data.synthetic import SyntheticConfig, generate
+
+ARGS = [
+    "--set",
+    "train.steps=150",
+    "--set",
+    "train.batch_size=256",
+    "--set",
+    "train.eval_every=0",
+    "--set",
+    "train.ckpt_every=0",
+    "--set",
+    "train.eval_samples=1024",
+    "--set",
+    "sae.k=8",
+]
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    acts = generate(
+        SyntheticConfig(d=64, n_features=512, n_samples=24_000, active=6, offset=3.0)
+    ).acts
+    w = ActivationWriter(out, {"acts": 64}, shard_size=400, info={"source": "synthetic"})
+    for i in range(0, len(acts), 8):  # 8 "tokens" per sample
+        w.add(i, {"acts": acts[i : i + 8].numpy()}, {"source_key": f"s{i}"})
+    w.finish()
+    return out
+
+
+def test_train_from_shards(shard_dir, tmp_path):
+    out = run_cli(
+        "train",
+        str(ROOT / "configs/topk.yaml"),
+        "--data",
+        str(shard_dir),
+        "--out",
+        str(tmp_path),
+        *ARGS,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["fvu"] < 0.6 and m["n_samples"] == 1024
+    bad = run_cli(
+        "train",
+        str(ROOT / "configs/topk.yaml"),
+        "--data",
+        str(shard_dir),
+        "--hookpoint",
+        "nope",
+        "--out",
+        str(tmp_path / "b"),
+        *ARGS,
+    )
+    assert bad.returncode == 2 and "nope" in bad.stdout
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(shard_dir, tmp_path):
+    single = tmp_path / "single"
+    one = run_cli(
+        "train",
+        str(ROOT / "configs/topk.yaml"),
+        "--data",
+        str(shard_dir),
+        "--out",
+        str(single),
+        *ARGS,
+    )
+    assert one.returncode == 0, one.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    ddp = tmp_path / "ddp"
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "vsae",
+            "train",
+            str(ROOT / "configs/topk.yaml"),
+            "--data",
+            str(shard_dir),
+            "--out",
+            str(ddp),
+            *ARGS,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    m1 = json.loads((single / "metrics.json").read_text())
+    m2 = json.loads((ddp / "metrics.json").read_text())
+    # Same number of steps; each rank sees its own half of every global batch.
+    assert m2["fvu"] < m1["fvu"] * 1.25 + 0.02, (m1, m2)
+    assert abs(m2["l0"] - m1["l0"]) < 1.0
