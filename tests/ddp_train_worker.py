@@ -40,12 +40,22 @@ class TinyTopK(torch.nn.Module):
 
 
 def main():
-    shard_dir, out_json, global_batch, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
-        int(sys.argv[4])
+    shard_dir, out_json, global_batch, epochs = (
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     info = setup_distributed()
     torch.manual_seed(0)
-    data = open_batches(shard_dir, global_batch // info.world_size, shuffle=True, seed=1,
-                        shuffle_buffer=256, epoch_vectors=load_all(shard_dir).shape[0])
+    data = open_batches(
+        shard_dir,
+        global_batch // info.world_size,
+        shuffle=True,
+        seed=1,
+        shuffle_buffer=256,
+        epoch_vectors=load_all(shard_dir).shape[0],
+    )
     d = data.d
     torch.manual_seed(1234 + info.rank)  # different init per rank: the broadcast must fix it
     model = TinyTopK(d, 64, 4)
@@ -72,9 +82,17 @@ def main():
             err = (model(x) - x).pow(2).sum()
             fvu = float(err / (x - x.mean(0)).pow(2).sum())
         with open(out_json, "w") as f:
-            json.dump({"fvu": fvu, "steps": steps, "world_size": info.world_size,
-                       "backend": info.backend, "max_param_diff": float(diff),
-                       "batches_per_rank": len(data)}, f)
+            json.dump(
+                {
+                    "fvu": fvu,
+                    "steps": steps,
+                    "world_size": info.world_size,
+                    "backend": info.backend,
+                    "max_param_diff": float(diff),
+                    "batches_per_rank": len(data),
+                },
+                f,
+            )
     cleanup_distributed()
 
 

@@ -10,8 +10,9 @@ from vsae.encoders import from_spec
 from vsae.extract import extract
 
 if __name__ == "__main__":
-    src = from_spec("timm:vit_tiny_patch16_224", hookpoints=["blocks.1"], tokens="all",
-                    image_size=32)
+    src = from_spec(
+        "timm:vit_tiny_patch16_224", hookpoints=["blocks.1"], tokens="all", image_size=32
+    )
     call = src.__call__
 
     class Slow(type(src)):

@@ -33,8 +33,10 @@ def image_tar(path: Path, n: int, corrupt_keys: tuple[int, ...] = (), fmt: str =
             buf = io.BytesIO()
             make_image(100 + i).save(buf, format="PNG" if fmt == "png" else "JPEG")
             data = b"garbage" if i in corrupt_keys else buf.getvalue()
-            for ext, payload in ((fmt, data),
-                                 ("json", f'{{"caption": "img {i}", "label": {i % 3}}}'.encode())):
+            for ext, payload in (
+                (fmt, data),
+                ("json", f'{{"caption": "img {i}", "label": {i % 3}}}'.encode()),
+            ):
                 info = tarfile.TarInfo(f"s{i:04d}.{ext}")
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
@@ -45,14 +47,24 @@ def tiny_unet(sdxl: bool):
     """A small UNet2DConditionModel: SDXL-style text_time conditioning or SD-style."""
     from diffusers import UNet2DConditionModel
 
-    common = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-                  block_out_channels=(32, 64), norm_num_groups=8,
-                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                  cross_attention_dim=32, attention_head_dim=8)
+    common = dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+    )
     if sdxl:
-        common.update(addition_embed_type="text_time", addition_time_embed_dim=8,
-                      projection_class_embeddings_input_dim=16 + 6 * 8)
+        common.update(
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=16 + 6 * 8,
+        )
     import torch
 
     torch.manual_seed(0)

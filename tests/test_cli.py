@@ -66,8 +66,8 @@ def test_eval_on_other_data_and_bad_inputs(tmp_path):
     from vsae.data.synthetic import SyntheticConfig, generate
 
     acts = generate(
-        SyntheticConfig(d=64, n_features=512, n_samples=3000, active=6, offset=3.0, seed=9)
-    ).acts
+        SyntheticConfig(d=64, n_features=512, n_samples=11000, active=6, offset=3.0, seed=0)
+    ).acts[-3000:]  # same features as the config's data, rows it never trained on
     np.save(tmp_path / "other.npy", acts.numpy())
     ev = run_cli("eval", str(run), "--data", str(tmp_path / "other.npy"))
     assert ev.returncode == 0, ev.stdout + ev.stderr

@@ -68,13 +68,33 @@ def test_two_gloo_processes_match_one(tmp_path):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     args = [str(tmp_path / "acts"), "64", "4"]
-    one = subprocess.run([sys.executable, str(WORKER), args[0], str(tmp_path / "one.json"),
-                          *args[1:]], env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [sys.executable, str(WORKER), args[0], str(tmp_path / "one.json"), *args[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", str(free_port()), str(WORKER), args[0],
-                          str(tmp_path / "two.json"), *args[1:]],
-                         env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            str(WORKER),
+            args[0],
+            str(tmp_path / "two.json"),
+            *args[1:],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     r1 = json.loads((tmp_path / "one.json").read_text())
     r2 = json.loads((tmp_path / "two.json").read_text())

@@ -16,8 +16,12 @@ def items(n):
 
 def test_vit_b_32_image_text_blocks_and_local_weights(tmp_path):
     torch.manual_seed(0)
-    src = from_spec("open_clip:ViT-B-32", pretrained="none",
-                    hookpoints=["image", "text", "blocks.3", "blocks.-1"], tokens="all")
+    src = from_spec(
+        "open_clip:ViT-B-32",
+        pretrained="none",
+        hookpoints=["image", "text", "blocks.3", "blocks.-1"],
+        tokens="all",
+    )
     assert src.d_out == {"image": 512, "text": 512, "blocks.3": 768, "blocks.-1": 768}
     batch = src.prepare(items(2))
     out = src(batch)
@@ -47,8 +51,7 @@ def test_vit_b_32_image_text_blocks_and_local_weights(tmp_path):
 
 
 def test_siglip_image_tower():
-    src = from_spec("open_clip:ViT-B-16-SigLIP", hookpoints=["image", "blocks.2"],
-                    tokens="patches")
+    src = from_spec("open_clip:ViT-B-16-SigLIP", hookpoints=["image", "blocks.2"], tokens="patches")
     assert src.d_out == {"image": 768, "blocks.2": 768}
     batch = src.prepare(items(1))
     out = src(batch)

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 def test_vit_tiny_blocks_pooled_and_weights(tmp_path):
     torch.manual_seed(0)
-    src = from_spec("timm:vit_tiny_patch16_224", hookpoints=["blocks.1", "blocks.11", "pooled"],
-                    tokens="all")
+    src = from_spec(
+        "timm:vit_tiny_patch16_224", hookpoints=["blocks.1", "blocks.11", "pooled"], tokens="all"
+    )
     assert src.d_out == {"blocks.1": 192, "blocks.11": 192, "pooled": 192}
     batch = src.prepare([InputItem(i, f"k{i}", make_image(i)) for i in range(2)])
     out = src(batch)
@@ -33,8 +34,7 @@ def test_vit_tiny_blocks_pooled_and_weights(tmp_path):
     pth = tmp_path / "vit_tiny.pth"
     torch.save(src.model.state_dict(), pth)
     for path in (st, pth):
-        loaded = from_spec("timm:vit_tiny_patch16_224", pretrained=str(path),
-                           hookpoints=["pooled"])
+        loaded = from_spec("timm:vit_tiny_patch16_224", pretrained=str(path), hookpoints=["pooled"])
         torch.testing.assert_close(loaded(batch)["pooled"], out["pooled"])
     with pytest.raises(SourceError, match="does not exist"):
         from_spec("timm:vit_tiny_patch16_224", pretrained=str(tmp_path / "nope.pth"))

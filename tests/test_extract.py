@@ -24,8 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def vit():
-    return from_spec("timm:vit_tiny_patch16_224", hookpoints=["blocks.1", "blocks.3"],
-                     tokens="all", image_size=32)
+    return from_spec(
+        "timm:vit_tiny_patch16_224",
+        hookpoints=["blocks.1", "blocks.3"],
+        tokens="all",
+        image_size=32,
+    )
 
 
 def samples(out):
@@ -71,8 +75,10 @@ def test_killed_extract_resumes_without_duplicates(tmp_path, vit):
     folder = image_folder(tmp_path / "img", 30)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "extract_kill_worker.py"),
-                             str(folder), str(out)], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "extract_kill_worker.py"), str(folder), str(out)],
+        env=env,
+    )
     state = out / "writer_state.json"
     deadline = time.time() + 120
     try:
@@ -88,8 +94,9 @@ def test_killed_extract_resumes_without_duplicates(tmp_path, vit):
         proc.wait()
     before = json.loads(state.read_text())
     assert 2 <= len(before["shards"]) < 10 and not before["complete"]
-    src = from_spec("timm:vit_tiny_patch16_224", hookpoints=["blocks.1"], tokens="all",
-                    image_size=32)
+    src = from_spec(
+        "timm:vit_tiny_patch16_224", hookpoints=["blocks.1"], tokens="all", image_size=32
+    )
     meta = extract(src, folder, out, batch_size=4, shard_size=3, progress=False)
     got = samples(out)
     keys = [s["meta"]["source_key"] for s in got]
@@ -108,18 +115,41 @@ def test_cli_prompts_diffusers_token_subsampling(tmp_path, capsys):
     tiny_unet(True).save_pretrained(tmp_path / "unet")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# prompts\na red cube\n\na blue ball\na green cone\n")
-    args = ["--source", f"diffusers:{tmp_path / 'unet'}", "--data", str(prompts),
-            "--hookpoints", "mid_block.attentions.0,up_blocks.0.attentions.1",
-            "--out", str(tmp_path / "out"), "--prompt-encoder", "hash", "--num-steps", "3",
-            "--timesteps", "0,2", "--guidance", "4", "--max-tokens", "5", "--shard-size", "2",
-            "--batch-size", "2", "--quiet"]
+    args = [
+        "--source",
+        f"diffusers:{tmp_path / 'unet'}",
+        "--data",
+        str(prompts),
+        "--hookpoints",
+        "mid_block.attentions.0,up_blocks.0.attentions.1",
+        "--out",
+        str(tmp_path / "out"),
+        "--prompt-encoder",
+        "hash",
+        "--num-steps",
+        "3",
+        "--timesteps",
+        "0,2",
+        "--guidance",
+        "4",
+        "--max-tokens",
+        "5",
+        "--shard-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--quiet",
+    ]
     assert extract_main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_samples"] == 6 and summary["n_skipped"] == 0
     assert summary["hookpoints"]["mid_block.attentions.0"] == {"d": 64, "n_vectors": 30}
     got = samples(tmp_path / "out")
     assert [(s["meta"]["caption"], s["meta"]["step"]) for s in got][:3] == [
-        ("a red cube", 0), ("a red cube", 2), ("a blue ball", 0)]
+        ("a red cube", 0),
+        ("a red cube", 2),
+        ("a blue ball", 0),
+    ]
     idx = got[0]["meta"]["token_index"]["up_blocks.0.attentions.1"]
     assert len(idx) == 5 and idx == sorted(idx) and max(idx) < 64
     meta = read_meta(tmp_path / "out")
@@ -128,6 +158,19 @@ def test_cli_prompts_diffusers_token_subsampling(tmp_path, capsys):
     assert extract_main(args) == 0
     assert read_meta(tmp_path / "out")["n_samples"] == 6
     assert extract_main(args + ["--no-resume"]) == 2
-    assert extract_main(["--source", "timm:vit_tiny_patch16_224", "--data", str(prompts),
-                         "--out", str(tmp_path / "x"), "--guidance", "2"]) == 2
+    assert (
+        extract_main(
+            [
+                "--source",
+                "timm:vit_tiny_patch16_224",
+                "--data",
+                str(prompts),
+                "--out",
+                str(tmp_path / "x"),
+                "--guidance",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "diffusers sources only" in capsys.readouterr().err

@@ -21,9 +21,13 @@ from vsae.data.shards import (
 
 def write_dataset(out, n=40, t=3, d=8, shard_size=7, seed=0, compress=False):
     rng = np.random.default_rng(seed)
-    w = ActivationWriter(out, {"blocks.2": d, "image": 4}, shard_size=shard_size,
-                         info={"source": "test:synthetic", "pretrained": None},
-                         compress=compress)
+    w = ActivationWriter(
+        out,
+        {"blocks.2": d, "image": 4},
+        shard_size=shard_size,
+        info={"source": "test:synthetic", "pretrained": None},
+        compress=compress,
+    )
     xs = []
     for i in range(n):
         x = rng.normal(size=(t, d)) * 3.0 + np.arange(d)
@@ -46,7 +50,7 @@ def test_round_trip_and_meta(tmp_path, compress):
     assert hp["d"] == 8 and hp["n_vectors"] == 120 and hp["field"] == "blocks_2.npy"
     np.testing.assert_allclose(hp["mean"], x.mean(0), atol=5e-3)
     centred = x - x.mean(0)
-    expected_scale = np.sqrt(8 / (centred ** 2).sum(1).mean())
+    expected_scale = np.sqrt(8 / (centred**2).sum(1).mean())
     assert hp["scale"] == pytest.approx(expected_scale, rel=1e-3)
     assert sum(s["n_samples"] for s in m["shards"]) == 40
     ext = ".tar.gz" if compress else ".tar"
@@ -95,8 +99,9 @@ def test_plain_webdataset_and_numpy_read(tmp_path, compress):
 
 def test_reader_epoch_covers_every_vector_once(tmp_path):
     _, x = write_dataset(tmp_path)
-    loader = open_batches(tmp_path, 16, hookpoint="blocks.2", shuffle=True, seed=3,
-                          shuffle_buffer=20, drop_last=False)
+    loader = open_batches(
+        tmp_path, 16, hookpoint="blocks.2", shuffle=True, seed=3, shuffle_buffer=20, drop_last=False
+    )
     e0 = torch.cat(list(loader))
     e1 = torch.cat(list(loader))
     assert e0.dtype == torch.float32 and e0.shape == (120, 8)
@@ -105,8 +110,9 @@ def test_reader_epoch_covers_every_vector_once(tmp_path):
     assert np.array_equal(key(e0), key(ref)) and np.array_equal(key(e1), key(ref))
     assert not torch.equal(e0, e1), "epochs should be shuffled differently"
     assert not torch.equal(e0, ref), "shuffle=True should change the storage order"
-    ordered = torch.cat(list(open_batches(tmp_path, 16, hookpoint="blocks.2", shuffle=False,
-                                          drop_last=False)))
+    ordered = torch.cat(
+        list(open_batches(tmp_path, 16, hookpoint="blocks.2", shuffle=False, drop_last=False))
+    )
     assert torch.equal(ordered, ref)
 
 
@@ -121,8 +127,15 @@ def test_fixed_length_epochs_keep_ranks_in_step(tmp_path):
     write_dataset(tmp_path, n=40, shard_size=7)  # 6 shards, uneven per rank
     counts, seen = [], []
     for rank in range(2):
-        loader = open_batches(tmp_path, 8, hookpoint="blocks.2", rank=rank, world_size=2,
-                              epoch_vectors=300, shuffle_buffer=16)
+        loader = open_batches(
+            tmp_path,
+            8,
+            hookpoint="blocks.2",
+            rank=rank,
+            world_size=2,
+            epoch_vectors=300,
+            shuffle_buffer=16,
+        )
         batches = list(loader)
         counts.append(len(batches))
         assert len(loader) == len(batches)
@@ -135,8 +148,13 @@ def test_fixed_length_epochs_keep_ranks_in_step(tmp_path):
 
 def test_workers_split_the_shards(tmp_path):
     _, x = write_dataset(tmp_path, n=28, shard_size=7)  # 4 shards, 2 workers
-    got = torch.cat(list(open_batches(tmp_path, 4, hookpoint="blocks.2", num_workers=2,
-                                      shuffle=False, drop_last=False)))
+    got = torch.cat(
+        list(
+            open_batches(
+                tmp_path, 4, hookpoint="blocks.2", num_workers=2, shuffle=False, drop_last=False
+            )
+        )
+    )
     assert got.shape == (84, 8)
     ref = load_all(tmp_path, "blocks.2").astype(np.float32)
     assert sorted(got.sum(1).tolist()) == pytest.approx(sorted(ref.sum(1).tolist()))
@@ -144,8 +162,10 @@ def test_workers_split_the_shards(tmp_path):
 
 def test_distributed_default_is_one_pass_equal_counts(tmp_path):
     write_dataset(tmp_path, n=10, shard_size=7)  # 2 shards < 2 ranks x 2 workers: sample split
-    lens = [len(list(open_batches(tmp_path, 5, hookpoint="image", rank=r, world_size=2,
-                                  num_workers=2))) for r in range(2)]
+    lens = [
+        len(list(open_batches(tmp_path, 5, hookpoint="image", rank=r, world_size=2, num_workers=2)))
+        for r in range(2)
+    ]
     assert lens == [1, 1]  # 10 vectors // (5 * 2)
 
 
@@ -172,7 +192,7 @@ def test_corrupt_array_bytes_are_named(tmp_path):
     shard = tmp_path / "shard-000000.tar"
     data = bytearray(shard.read_bytes())
     pos = data.index(b"\x93NUMPY")
-    data[pos:pos + 6] = b"garbag"
+    data[pos : pos + 6] = b"garbag"
     shard.write_bytes(bytes(data))
     with pytest.raises(ShardError, match=r"cannot parse array .*shard-000000.tar"):
         load_all(tmp_path, "blocks.2")
@@ -186,8 +206,7 @@ def test_missing_shard_is_named(tmp_path):
 
 
 def test_resume_discards_partial_and_uncommitted_shards(tmp_path):
-    w = ActivationWriter(tmp_path, {"x": 2}, shard_size=2, info={"source": "s"},
-                         compress=False)
+    w = ActivationWriter(tmp_path, {"x": 2}, shard_size=2, info={"source": "s"}, compress=False)
     for i in range(5):
         w.add(i, {"x": np.full((1, 2), i)})
     # killed here: shards 0, 1 committed, shard 2 half written

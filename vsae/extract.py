@@ -19,8 +19,9 @@ from vsae.encoders import ActivationSource, from_spec
 log = logging.getLogger(__name__)
 
 
-def subsample_tokens(x_TD: torch.Tensor, max_tokens: int, seed: Sequence[int]
-                     ) -> tuple[torch.Tensor, list[int] | None]:
+def subsample_tokens(
+    x_TD: torch.Tensor, max_tokens: int, seed: Sequence[int]
+) -> tuple[torch.Tensor, list[int] | None]:
     """Keep ``max_tokens`` random tokens (sorted positions; deterministic in ``seed``)."""
     t = x_TD.shape[0]
     if max_tokens is None or t <= max_tokens:
@@ -29,9 +30,14 @@ def subsample_tokens(x_TD: torch.Tensor, max_tokens: int, seed: Sequence[int]
     return x_TD[torch.from_numpy(idx)], idx.tolist()
 
 
-def write_batch(writer: ActivationWriter, source: ActivationSource, items: list[InputItem],
-                max_tokens: int | None = None, token_seed: int = 0,
-                batch: dict | None = None) -> None:
+def write_batch(
+    writer: ActivationWriter,
+    source: ActivationSource,
+    items: list[InputItem],
+    max_tokens: int | None = None,
+    token_seed: int = 0,
+    batch: dict | None = None,
+) -> None:
     """Run ``source`` on the readable items and write their samples (and the skips) in order.
 
     ``batch`` is ``source.prepare`` of the readable items when already computed.
@@ -43,8 +49,10 @@ def write_batch(writer: ActivationWriter, source: ActivationSource, items: list[
     spi = source.samples_per_input
     for hp, x in acts.items():
         if x.ndim != 3 or x.shape[0] != len(good) * spi or x.shape[2] != source.d_out[hp]:
-            raise RuntimeError(f"{source.spec} returned {hp} with shape {tuple(x.shape)}, "
-                               f"expected [{len(good) * spi}, T, {source.d_out[hp]}]")
+            raise RuntimeError(
+                f"{source.spec} returned {hp} with shape {tuple(x.shape)}, "
+                f"expected [{len(good) * spi}, T, {source.d_out[hp]}]"
+            )
     row = 0
     for it in items:  # in input order, so skips and samples interleave as in the input
         if it.error is not None:
@@ -54,8 +62,9 @@ def write_batch(writer: ActivationWriter, source: ActivationSource, items: list[
         for j in range(spi):
             arrays, token_index = {}, {}
             for hi, (hp, x) in enumerate(acts.items()):
-                arrays[hp], kept = subsample_tokens(x[row], max_tokens, (token_seed, it.index,
-                                                                          j, hi))
+                arrays[hp], kept = subsample_tokens(
+                    x[row], max_tokens, (token_seed, it.index, j, hi)
+                )
                 if kept is not None:
                     token_index[hp] = kept
             info: dict[str, Any] = {"source_key": it.key, **source.sample_info(j)}
@@ -69,12 +78,23 @@ def write_batch(writer: ActivationWriter, source: ActivationSource, items: list[
             row += 1
 
 
-def extract(source: ActivationSource | str, data: Any, out_dir: str | os.PathLike,
-            batch_size: int = 32, shard_size: int = 1000, resume: bool = True,
-            strict: bool = False, max_tokens: int | None = None, token_seed: int = 0,
-            limit: int | None = None, progress: bool = True, pretrained=None,
-            hookpoints: Sequence[str] | None = None, source_opts: dict | None = None,
-            extra_info: dict | None = None) -> dict:
+def extract(
+    source: ActivationSource | str,
+    data: Any,
+    out_dir: str | os.PathLike,
+    batch_size: int = 32,
+    shard_size: int = 1000,
+    resume: bool = True,
+    strict: bool = False,
+    max_tokens: int | None = None,
+    token_seed: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+    pretrained=None,
+    hookpoints: Sequence[str] | None = None,
+    source_opts: dict | None = None,
+    extra_info: dict | None = None,
+) -> dict:
     """Extract activations of ``source`` over ``data`` into WebDataset shards in ``out_dir``.
 
     Parameters
@@ -115,8 +135,9 @@ def extract(source: ActivationSource | str, data: Any, out_dir: str | os.PathLik
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if isinstance(source, str):
-        source = from_spec(source, pretrained=pretrained, hookpoints=hookpoints,
-                           **(source_opts or {}))
+        source = from_spec(
+            source, pretrained=pretrained, hookpoints=hookpoints, **(source_opts or {})
+        )
     info = source.describe()
     info["max_tokens"] = max_tokens
     info["token_seed"] = token_seed if max_tokens is not None else None
@@ -124,8 +145,9 @@ def extract(source: ActivationSource | str, data: Any, out_dir: str | os.PathLik
     opts = dict(info.get("options") or {})
     opts.update(max_tokens=max_tokens)
     info["options"] = opts
-    writer = ActivationWriter(out_dir, source.d_out, shard_size=shard_size, info=info,
-                              resume=resume)
+    writer = ActivationWriter(
+        out_dir, source.d_out, shard_size=shard_size, info=info, resume=resume
+    )
     if writer.complete:
         log.info("%s is already complete (%d samples)", out_dir, writer.state["n_samples"])
         return writer.meta()
@@ -170,4 +192,3 @@ def extract(source: ActivationSource | str, data: Any, out_dir: str | os.PathLik
         more = "" if meta["n_skipped"] <= 20 else f" (+{meta['n_skipped'] - 20} more)"
         log.warning("skipped %d unreadable input(s): %s%s", meta["n_skipped"], names, more)
     return meta
-

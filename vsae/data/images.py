@@ -76,8 +76,9 @@ def _split_json(obj: Any) -> tuple[str | None, dict]:
 def is_webdataset(data: Any) -> bool:
     """True when ``data`` names tar shards (a .tar path, a glob, a brace pattern or a list)."""
     if isinstance(data, (list, tuple)):
-        return bool(data) and all(isinstance(u, (str, os.PathLike)) and
-                                  str(u).endswith(".tar") for u in data)
+        return bool(data) and all(
+            isinstance(u, (str, os.PathLike)) and str(u).endswith(".tar") for u in data
+        )
     if isinstance(data, (str, os.PathLike)):
         s = str(data)
         return s.endswith(".tar") or (("{" in s or "*" in s) and ".tar" in s)
@@ -172,7 +173,8 @@ def iter_webdataset(data, start: int = 0, strict: bool = False) -> Iterator[Inpu
                     if ext is None:
                         raise ImageReadError(
                             f"sample {key} has no image member (looked for {WDS_IMAGE_KEYS}; "
-                            f"found {sorted(k for k in sample if not k.startswith('__'))})")
+                            f"found {sorted(k for k in sample if not k.startswith('__'))})"
+                        )
                     img = decode_image(sample[ext], f"{key}.{ext}")
                     yield InputItem(i, key, img, text, labels)
                 except ImageReadError as exn:
@@ -200,8 +202,13 @@ def iter_iterable(items: Iterable[Any], start: int = 0) -> Iterator[InputItem]:
         elif isinstance(obj, str):
             yield InputItem(i, f"text-{i:09d}", None, obj)
         elif isinstance(obj, dict):
-            yield InputItem(i, str(obj.get("key", f"item-{i:09d}")), obj.get("image"),
-                            obj.get("text", obj.get("caption")), dict(obj.get("labels") or {}))
+            yield InputItem(
+                i,
+                str(obj.get("key", f"item-{i:09d}")),
+                obj.get("image"),
+                obj.get("text", obj.get("caption")),
+                dict(obj.get("labels") or {}),
+            )
         else:
             yield InputItem(i, f"item-{i:09d}", obj)
 
@@ -240,15 +247,22 @@ def iter_world(n: int, seed: int = 0, start: int = 0, chunk: int = 256) -> Itera
     try:
         from vsae import world
     except ImportError as exn:
-        raise ValueError(f"world inputs need the tiny world (vsae.world), not installed in this "
-                         f"checkout yet ({exn})") from exn
+        raise ValueError(
+            f"world inputs need the tiny world (vsae.world), not installed in this "
+            f"checkout yet ({exn})"
+        ) from exn
     for lo in range(start, n, chunk):
         scenes = world.sample_scenes(min(chunk, n - lo), seed, start=lo)
         images = world.render_scenes(scenes)
         for j, (scene, img) in enumerate(zip(scenes, images, strict=True)):
             labels = {a: scene[a] for a in world.ATTRIBUTES if a in scene}
-            yield InputItem(lo + j, f"world-{seed}-{lo + j:09d}", Image.fromarray(img),
-                            world.full_caption(scene), labels)
+            yield InputItem(
+                lo + j,
+                f"world-{seed}-{lo + j:09d}",
+                Image.fromarray(img),
+                world.full_caption(scene),
+                labels,
+            )
 
 
 def iter_inputs(data: Any, start: int = 0, strict: bool = False) -> Iterator[InputItem]:
@@ -276,6 +290,7 @@ def iter_inputs(data: Any, start: int = 0, strict: bool = False) -> Iterator[Inp
             return iter_folder(p, start, strict)
         if p.suffix == ".txt" and p.is_file():
             return iter_iterable(read_prompts(p), start)
-        raise FileNotFoundError(f"--data {data}: not a folder, a .tar shard pattern or a .txt "
-                                "prompt file")
+        raise FileNotFoundError(
+            f"--data {data}: not a folder, a .tar shard pattern or a .txt prompt file"
+        )
     return iter_iterable(data, start)

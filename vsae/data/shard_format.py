@@ -59,7 +59,7 @@ def decode_array(data: bytes, where: str) -> np.ndarray:
     try:
         if data[:6] == b"\x93NUMPY" and data[6] == 1:
             hlen = int.from_bytes(data[8:10], "little")
-            header = bytes(data[:10 + hlen])
+            header = bytes(data[: 10 + hlen])
             cached = _NPY_HEADERS.get(header)
             if cached is None:
                 arr = np.load(io.BytesIO(data), allow_pickle=False)
@@ -150,7 +150,11 @@ class RunningStats:
             return
         if self.shift is None:
             self.shift, self.s1, self.s2, self.n = (
-                other.shift.copy(), other.s1.copy(), other.s2, other.n)
+                other.shift.copy(),
+                other.s1.copy(),
+                other.s2,
+                other.n,
+            )
             return
         delta = other.shift - self.shift
         # sum ||y + delta||^2 = s2 + 2 delta.s1 + n ||delta||^2
@@ -178,7 +182,9 @@ class RunningStats:
 
     def to_json(self) -> dict:
         return {
-            "d": self.d, "n": self.n, "s2": self.s2,
+            "d": self.d,
+            "n": self.n,
+            "s2": self.s2,
             "shift": None if self.shift is None else self.shift.tolist(),
             "s1": None if self.s1 is None else self.s1.tolist(),
         }

@@ -65,7 +65,7 @@ def iter_tar_samples(url: str) -> Iterator[dict]:
             if "." not in base:
                 continue
             dot = len(name) - len(base) + base.index(".")
-            key, ext = name[:dot], name[dot + 1:].lower()
+            key, ext = name[:dot], name[dot + 1 :].lower()
             if sample is None or sample["__key__"] != key:
                 if sample is not None:
                     yield sample
@@ -74,14 +74,14 @@ def iter_tar_samples(url: str) -> Iterator[dict]:
         if sample is not None:
             yield sample
     except (OSError, EOFError, UnicodeDecodeError) as exn:
-        raise ShardError(f"corrupt or truncated shard {url}: {type(exn).__name__}: {exn}") \
-            from exn
+        raise ShardError(f"corrupt or truncated shard {url}: {type(exn).__name__}: {exn}") from exn
     finally:
         raw.close()
 
 
-def iter_shard_samples(urls: Iterable[str], expected: dict[str, int] | None = None
-                       ) -> Iterator[dict]:
+def iter_shard_samples(
+    urls: Iterable[str], expected: dict[str, int] | None = None
+) -> Iterator[dict]:
     """Yield raw WebDataset samples from tars, checking each shard's sample count.
 
     Same samples as ``webdataset.tarfile_samples`` (``__key__``, ``__url__``, one bytes entry per
@@ -104,8 +104,9 @@ def iter_shard_samples(urls: Iterable[str], expected: dict[str, int] | None = No
             n += 1
             yield sample
         if expected is not None and url in expected and n != expected[url]:
-            raise ShardError(f"corrupt or truncated shard {url}: {n} samples, "
-                             f"meta.json records {expected[url]}")
+            raise ShardError(
+                f"corrupt or truncated shard {url}: {n} samples, meta.json records {expected[url]}"
+            )
 
 
 class _ShuffleBuffer:
@@ -122,7 +123,7 @@ class _ShuffleBuffer:
         free = cap - self.n
         if free > 0:
             take = min(free, x_TD.shape[0])
-            self.buf[self.n:self.n + take] = x_TD[:take]
+            self.buf[self.n : self.n + take] = x_TD[:take]
             self.n += take
             x_TD = x_TD[take:]
             if x_TD.shape[0] == 0:
@@ -130,15 +131,18 @@ class _ShuffleBuffer:
         out = []
         while x_TD.shape[0] > 0:
             m = min(cap, x_TD.shape[0])
-            idx = self.rng.choice(cap, size=m, replace=False) if m > 1 else \
-                self.rng.integers(0, cap, size=1)
+            idx = (
+                self.rng.choice(cap, size=m, replace=False)
+                if m > 1
+                else self.rng.integers(0, cap, size=1)
+            )
             out.append(self.buf[idx].copy())
             self.buf[idx] = x_TD[:m]
             x_TD = x_TD[m:]
         return np.concatenate(out) if len(out) > 1 else out[0]
 
     def drain(self) -> np.ndarray:
-        rest = self.buf[:self.n][self.rng.permutation(self.n)]
+        rest = self.buf[: self.n][self.rng.permutation(self.n)]
         self.n = 0
         return rest
 
@@ -149,11 +153,22 @@ class ShardBatches(torch.utils.data.IterableDataset):
     Each ``iter()`` is one epoch. See :func:`open_batches` for the parameters.
     """
 
-    def __init__(self, directory, batch_size: int, hookpoint: str | None = None,
-                 shuffle: bool = True, seed: int = 0, epoch_vectors: int | None = None,
-                 shuffle_buffer: int = 65536, num_workers: int = 0, normalize: bool = False,
-                 drop_last: bool = True, rank: int | None = None,
-                 world_size: int | None = None, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        directory,
+        batch_size: int,
+        hookpoint: str | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        epoch_vectors: int | None = None,
+        shuffle_buffer: int = 65536,
+        num_workers: int = 0,
+        normalize: bool = False,
+        drop_last: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+        device: str | torch.device | None = None,
+    ):
         super().__init__()
         self.directory = Path(directory)
         self.meta = read_meta(self.directory)
@@ -183,11 +198,13 @@ class ShardBatches(torch.utils.data.IterableDataset):
         self.mean = np.asarray(hmeta["mean"], dtype=np.float32)
         self.scale = float(hmeta["scale"])
         self.urls = [str(self.directory / s["name"]) for s in self.meta["shards"]]
-        self.expected = {str(self.directory / s["name"]): int(s["n_samples"])
-                         for s in self.meta["shards"]}
+        self.expected = {
+            str(self.directory / s["name"]): int(s["n_samples"]) for s in self.meta["shards"]
+        }
         self.total_vectors = int(hmeta["n_vectors"])
         if rank is None or world_size is None:
             import webdataset as wds
+
             r, w, _, _ = wds.utils.pytorch_worker_info()
             rank = r if rank is None else rank
             world_size = w if world_size is None else world_size
@@ -228,8 +245,7 @@ class ShardBatches(torch.utils.data.IterableDataset):
                 return
             e += 1_000_003  # later cycles of a fixed-length epoch: fresh, distinct orders
 
-    def _vectors(self, epoch: int, slot: int, n_slots: int, infinite: bool
-                 ) -> Iterator[np.ndarray]:
+    def _vectors(self, epoch: int, slot: int, n_slots: int, infinite: bool) -> Iterator[np.ndarray]:
         stream = self._shard_stream(epoch, infinite)
         sample_split = len(self.urls) < n_slots
         if not sample_split and n_slots > 1:
@@ -348,15 +364,25 @@ class _Loader:
             yield from self.dataset
             return
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=None, num_workers=self.num_workers,
-            persistent_workers=False)
+            self.dataset, batch_size=None, num_workers=self.num_workers, persistent_workers=False
+        )
         yield from loader
 
 
-def open_batches(directory, batch_size: int, hookpoint: str | None = None, shuffle: bool = True,
-                 seed: int = 0, epoch_vectors: int | None = None, shuffle_buffer: int = 65536,
-                 num_workers: int = 0, normalize: bool = False, drop_last: bool = True,
-                 rank: int | None = None, world_size: int | None = None) -> _Loader:
+def open_batches(
+    directory,
+    batch_size: int,
+    hookpoint: str | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch_vectors: int | None = None,
+    shuffle_buffer: int = 65536,
+    num_workers: int = 0,
+    normalize: bool = False,
+    drop_last: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> _Loader:
     """Stream an activation dataset as float32 batches [B, D] for training.
 
     Parameters
@@ -399,10 +425,20 @@ def open_batches(directory, batch_size: int, hookpoint: str | None = None, shuff
     at least as many shards as rank x worker slots; otherwise every slot reads all shards and keeps
     every n-th sample.
     """
-    ds = ShardBatches(directory, batch_size, hookpoint=hookpoint, shuffle=shuffle, seed=seed,
-                      epoch_vectors=epoch_vectors, shuffle_buffer=shuffle_buffer,
-                      num_workers=num_workers, normalize=normalize, drop_last=drop_last,
-                      rank=rank, world_size=world_size)
+    ds = ShardBatches(
+        directory,
+        batch_size,
+        hookpoint=hookpoint,
+        shuffle=shuffle,
+        seed=seed,
+        epoch_vectors=epoch_vectors,
+        shuffle_buffer=shuffle_buffer,
+        num_workers=num_workers,
+        normalize=normalize,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+    )
     return _Loader(ds, num_workers)
 
 

@@ -66,8 +66,15 @@ class ActivationWriter:
         each member would otherwise cost more than the half-precision saving.
     """
 
-    def __init__(self, out_dir, hookpoints: dict[str, int], shard_size: int = 1000,
-                 info: dict | None = None, resume: bool = True, compress: bool | None = None):
+    def __init__(
+        self,
+        out_dir,
+        hookpoints: dict[str, int],
+        shard_size: int = 1000,
+        info: dict | None = None,
+        resume: bool = True,
+        compress: bool | None = None,
+    ):
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         if not hookpoints:
@@ -117,21 +124,25 @@ class ActivationWriter:
             if existing:
                 raise FileExistsError(
                     f"{self.out_dir} holds shards ({existing[0]}, ...) but no {STATE_NAME}; "
-                    "choose an empty directory")
+                    "choose an empty directory"
+                )
             return self._fresh_state()
         if not resume:
             raise FileExistsError(
                 f"{self.out_dir} already holds an activation dataset; pass resume=True "
-                "(--resume) to continue it or choose another directory")
+                "(--resume) to continue it or choose another directory"
+            )
         state = json.loads(state_path.read_text())
         if state.get("hookpoints") != self.hookpoints:
             raise ValueError(
                 f"{state_path}: hookpoints {state.get('hookpoints')} differ from this run's "
-                f"{self.hookpoints}; cannot resume")
+                f"{self.hookpoints}; cannot resume"
+            )
         if state.get("identity") != json.loads(json.dumps(self._identity())):
             raise ValueError(
                 f"{state_path}: source {state.get('identity')} differs from this run's "
-                f"{self._identity()}; cannot resume")
+                f"{self._identity()}; cannot resume"
+            )
         committed = {s["name"] for s in state["shards"]}
         for name in existing:  # renamed but never committed: killed between rename and state
             if name not in committed:
@@ -158,11 +169,13 @@ class ActivationWriter:
         name = shard_name(len(self.state["shards"]), bool(self.state["compress"]))
         self._file = open(self.out_dir / (name + ".partial"), "wb")
         # integer mtime: a float one makes tarfile add a 1 KiB PAX header to every member
-        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0,
-                                  compress=bool(self.state["compress"]))
+        self._tar = wds.TarWriter(
+            self._file, encoder=False, mtime=0, compress=bool(self.state["compress"])
+        )
         old = self._pending  # skips recorded before the shard opened stay with it
         self._pending = _Pending(
-            last_input=old.last_input, skipped=old.skipped,
+            last_input=old.last_input,
+            skipped=old.skipped,
             stats={hp: RunningStats(d) for hp, d in self.hookpoints.items()},
             n_vectors={hp: 0 for hp in self.hookpoints},
             n_clamped={hp: 0 for hp in self.hookpoints},
@@ -170,12 +183,15 @@ class ActivationWriter:
 
     def skip(self, input_index: int, key: str, error: str) -> None:
         """Record an input that could not be read (reported in meta.json)."""
-        self._pending.skipped.append({"input_index": int(input_index), "key": key,
-                                      "error": error})
+        self._pending.skipped.append({"input_index": int(input_index), "key": key, "error": error})
         self._pending.last_input = max(self._pending.last_input, int(input_index))
 
-    def add(self, input_index: int, arrays: dict[str, np.ndarray | torch.Tensor],
-            info: dict | None = None) -> None:
+    def add(
+        self,
+        input_index: int,
+        arrays: dict[str, np.ndarray | torch.Tensor],
+        info: dict | None = None,
+    ) -> None:
         """Append one sample.
 
         Parameters
@@ -189,11 +205,11 @@ class ActivationWriter:
             JSON-serialisable per-sample metadata (source key, caption, labels, timestep ...).
         """
         if set(arrays) != set(self.hookpoints):
-            raise ValueError(f"sample has hookpoints {sorted(arrays)}, expected "
-                             f"{sorted(self.hookpoints)}")
+            raise ValueError(
+                f"sample has hookpoints {sorted(arrays)}, expected {sorted(self.hookpoints)}"
+            )
         p = self._pending
-        if (self._tar is not None and p.n_samples >= self.shard_size
-                and input_index != p.last_input):
+        if self._tar is not None and p.n_samples >= self.shard_size and input_index != p.last_input:
             self._commit(input_next=p.last_input + 1)
         if self.state["compress"] is None:
             if self._compress_arg is None:
@@ -241,9 +257,15 @@ class ActivationWriter:
             with open(partial, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(partial, self.out_dir / name)
-            state["shards"].append({
-                "name": name, "n_samples": p.n_samples, "n_vectors": dict(p.n_vectors),
-                "input_start": state["input_next"], "input_end": int(input_next)})
+            state["shards"].append(
+                {
+                    "name": name,
+                    "n_samples": p.n_samples,
+                    "n_vectors": dict(p.n_vectors),
+                    "input_start": state["input_next"],
+                    "input_end": int(input_next),
+                }
+            )
         elif partial.exists():
             partial.unlink()
         for hp in self.hookpoints:
@@ -288,9 +310,13 @@ class ActivationWriter:
         for hp, d in self.hookpoints.items():
             rs = RunningStats.from_json(st["stats"][hp])
             hps[hp] = {
-                "d": d, "field": self.fields[hp] + ".npy", "n_vectors": st["n_vectors"][hp],
-                "mean": rs.mean().tolist(), "scale": rs.scale(),
-                "mean_sq_dist": rs.mean_sq_dist(), "n_clamped": st["n_clamped"][hp],
+                "d": d,
+                "field": self.fields[hp] + ".npy",
+                "n_vectors": st["n_vectors"][hp],
+                "mean": rs.mean().tolist(),
+                "scale": rs.scale(),
+                "mean_sq_dist": rs.mean_sq_dist(),
+                "n_clamped": st["n_clamped"][hp],
             }
         return {
             "format_version": FORMAT_VERSION,
@@ -308,6 +334,7 @@ class ActivationWriter:
             "n_skipped": len(st["skipped"]),
             "skipped": st["skipped"],
             "complete": st["complete"],
-            "extra": {k: v for k, v in self.info.items()
-                      if k not in ("source", "pretrained", "options")},
+            "extra": {
+                k: v for k, v in self.info.items() if k not in ("source", "pretrained", "options")
+            },
         }

@@ -33,8 +33,22 @@ from .shard_reader import ShardBatches, iter_shard_samples, iter_tar_samples, lo
 from .shard_writer import ActivationWriter
 
 __all__ = [
-    "AUTO_COMPRESS_BELOW", "FORMAT_VERSION", "META_NAME", "STATE_NAME", "STORE_DTYPE",
-    "ActivationWriter", "RunningStats", "ShardBatches", "ShardError", "decode_array",
-    "encode_array", "field_name", "iter_shard_samples", "iter_tar_samples", "load_all",
-    "open_batches", "read_meta", "shard_name",
+    "AUTO_COMPRESS_BELOW",
+    "FORMAT_VERSION",
+    "META_NAME",
+    "STATE_NAME",
+    "STORE_DTYPE",
+    "ActivationWriter",
+    "RunningStats",
+    "ShardBatches",
+    "ShardError",
+    "decode_array",
+    "encode_array",
+    "field_name",
+    "iter_shard_samples",
+    "iter_tar_samples",
+    "load_all",
+    "open_batches",
+    "read_meta",
+    "shard_name",
 ]

@@ -149,6 +149,7 @@ def generate(cfg: SyntheticConfig) -> SyntheticData:
     F = cfg.n_features + cfg.n_parents + n_child
     feats_FD = torch.randn(F, cfg.d, generator=gen)
     feats_FD /= feats_FD.norm(dim=-1, keepdim=True)
+    offset_D = torch.randn(cfg.d, generator=gen)  # drawn early: same for any n_samples
     S = cfg.n_samples
     on_SF = torch.zeros(S, F, dtype=torch.bool)
     if cfg.n_features:
@@ -171,6 +172,5 @@ def generate(cfg: SyntheticConfig) -> SyntheticData:
     if cfg.noise > 0:
         acts_SD += cfg.noise * torch.randn(S, cfg.d, generator=gen)
     if cfg.offset > 0:
-        direction = torch.randn(cfg.d, generator=gen)
-        acts_SD += cfg.offset * direction / direction.norm()
+        acts_SD += cfg.offset * offset_D / offset_D.norm()
     return SyntheticData(acts_SD, feats_FD, codes_SF, parent_of)

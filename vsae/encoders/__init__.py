@@ -20,19 +20,22 @@ FAMILIES = ("open_clip", "timm", "diffusers", "world")
 def parse_spec(spec: str) -> tuple[str, str]:
     """Split ``family:name``; raise SourceError naming the spec and the valid families."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise SourceError(f"source spec {spec!r}: expected '<family>:<name>' with family in "
-                          f"{FAMILIES}")
+        raise SourceError(
+            f"source spec {spec!r}: expected '<family>:<name>' with family in {FAMILIES}"
+        )
     family, name = spec.split(":", 1)
     if family not in FAMILIES:
-        raise SourceError(f"source spec {spec!r}: unknown family {family!r}; expected one of "
-                          f"{FAMILIES}")
+        raise SourceError(
+            f"source spec {spec!r}: unknown family {family!r}; expected one of {FAMILIES}"
+        )
     if not name:
         raise SourceError(f"source spec {spec!r}: empty model name")
     return family, name
 
 
-def from_spec(spec: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-              **opts) -> ActivationSource:
+def from_spec(
+    spec: str, pretrained=None, hookpoints: Sequence[str] | None = None, **opts
+) -> ActivationSource:
     """Build an activation source from a spec string.
 
     Parameters

@@ -106,8 +106,10 @@ def block_index(hookpoint: str, n_blocks: int, spec: str) -> int:
     i = int(m.group(1))
     i = i + n_blocks if i < 0 else i
     if not 0 <= i < n_blocks:
-        raise SourceError(f"{spec}: hookpoint {hookpoint!r} out of range; the model has "
-                          f"{n_blocks} blocks (blocks.0 .. blocks.{n_blocks - 1})")
+        raise SourceError(
+            f"{spec}: hookpoint {hookpoint!r} out of range; the model has "
+            f"{n_blocks} blocks (blocks.0 .. blocks.{n_blocks - 1})"
+        )
     return i
 
 
@@ -116,8 +118,9 @@ class StopForward(Exception):
 
 
 @contextlib.contextmanager
-def capture_outputs(modules: dict[str, torch.nn.Module],
-                    stop_after: torch.nn.Module | None = None) -> Iterator[dict[str, Any]]:
+def capture_outputs(
+    modules: dict[str, torch.nn.Module], stop_after: torch.nn.Module | None = None
+) -> Iterator[dict[str, Any]]:
     """Forward hooks storing each module's output under its name while the context is open.
 
     With ``stop_after``, that module's hook raises :class:`StopForward` (the caller catches it)
@@ -126,12 +129,16 @@ def capture_outputs(modules: dict[str, torch.nn.Module],
     store: dict[str, Any] = {}
     handles = []
     for name, mod in modules.items():
+
         def hook(_m, _inp, out, name=name):
             store[name] = out[0] if isinstance(out, (tuple, list)) else out
+
         handles.append(mod.register_forward_hook(hook))
     if stop_after is not None:
+
         def stop(_m, _inp, _out):
             raise StopForward
+
         handles.append(stop_after.register_forward_hook(stop))
     try:
         yield store

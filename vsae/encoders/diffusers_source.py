@@ -37,8 +37,9 @@ class HashPromptEncoder:
         return torch.randn(n, generator=g)
 
     def __call__(self, prompts: list[str]):
-        emb = torch.stack([self._one(p, self.seq_len * self.dim).view(self.seq_len, self.dim)
-                           for p in prompts])
+        emb = torch.stack(
+            [self._one(p, self.seq_len * self.dim).view(self.seq_len, self.dim) for p in prompts]
+        )
         pooled = None
         if self.pooled_dim:
             pooled = torch.stack([self._one("pooled:" + p, self.pooled_dim) for p in prompts])
@@ -50,15 +51,18 @@ def _pipeline_encoder(path: str, device: torch.device) -> PromptEncoder:
     try:
         import transformers  # noqa: F401
     except ImportError as exn:
-        raise SourceError(f"{path}: encoding prompts with the pipeline's text encoder needs the "
-                          "'transformers' package; or pass prompt_encoder='hash'") from exn
+        raise SourceError(
+            f"{path}: encoding prompts with the pipeline's text encoder needs the "
+            "'transformers' package; or pass prompt_encoder='hash'"
+        ) from exn
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(path, unet=None, vae=None).to(device)
 
     def encode(prompts: list[str]):
-        res = pipe.encode_prompt(prompts, device=device, num_images_per_prompt=1,
-                                 do_classifier_free_guidance=False)
+        res = pipe.encode_prompt(
+            prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
         emb = res[0]
         pooled = res[2] if len(res) == 4 else None  # SDXL: (emb, neg, pooled, neg_pooled)
         return emb, pooled
@@ -101,12 +105,23 @@ class DiffusersSource(ActivationSource):
         Default: the pipeline's scheduler, else ``DDIMScheduler()``.
     """
 
-    def __init__(self, model: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-                 output: str = "update", num_steps: int = 50,
-                 timesteps: Sequence[int] | str = "all", guidance: float = 1.0,
-                 latent_size: int | None = None, prompt_encoder: str | PromptEncoder = "pipeline",
-                 seed: int = 0, device: str = "cpu", unet=None, scheduler=None,
-                 prompt_seq_len: int = 8):
+    def __init__(
+        self,
+        model: str,
+        pretrained=None,
+        hookpoints: Sequence[str] | None = None,
+        output: str = "update",
+        num_steps: int = 50,
+        timesteps: Sequence[int] | str = "all",
+        guidance: float = 1.0,
+        latent_size: int | None = None,
+        prompt_encoder: str | PromptEncoder = "pipeline",
+        seed: int = 0,
+        device: str = "cpu",
+        unet=None,
+        scheduler=None,
+        prompt_seq_len: int = 8,
+    ):
         from diffusers import DDIMScheduler, UNet2DConditionModel
 
         self.spec = f"diffusers:{model}"
@@ -122,16 +137,18 @@ class DiffusersSource(ActivationSource):
             try:
                 unet = UNet2DConditionModel.from_pretrained(model, subfolder=sub)
             except (OSError, ValueError) as exn:
-                raise SourceError(f"{self.spec}: cannot load a UNet2DConditionModel ({exn})") \
-                    from exn
+                raise SourceError(
+                    f"{self.spec}: cannot load a UNet2DConditionModel ({exn})"
+                ) from exn
         self.unet = unet.eval().to(self.device)
         if scheduler is None:
             if is_pipeline and (path / "scheduler").is_dir():
                 sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
                 import diffusers
 
-                cls = getattr(diffusers, sched_cfg.get("_class_name", "DDIMScheduler"),
-                              DDIMScheduler)
+                cls = getattr(
+                    diffusers, sched_cfg.get("_class_name", "DDIMScheduler"), DDIMScheduler
+                )
                 scheduler = cls.from_pretrained(model, subfolder="scheduler")
             else:
                 scheduler = DDIMScheduler()
@@ -140,21 +157,26 @@ class DiffusersSource(ActivationSource):
         self.sdxl = cfg.addition_embed_type == "text_time"
         self.pooled_dim = None
         if self.sdxl:
-            self.pooled_dim = int(cfg.projection_class_embeddings_input_dim
-                                  - 6 * cfg.addition_time_embed_dim)
+            self.pooled_dim = int(
+                cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+            )
         if isinstance(prompt_encoder, str):
             if prompt_encoder == "hash":
-                prompt_encoder = HashPromptEncoder(prompt_seq_len, int(cfg.cross_attention_dim),
-                                                   self.pooled_dim)
+                prompt_encoder = HashPromptEncoder(
+                    prompt_seq_len, int(cfg.cross_attention_dim), self.pooled_dim
+                )
             elif prompt_encoder == "pipeline":
                 if not is_pipeline:
-                    raise SourceError(f"{self.spec}: not a pipeline directory (no "
-                                      "model_index.json), so there is no text encoder; pass "
-                                      "prompt_encoder='hash' or a callable")
+                    raise SourceError(
+                        f"{self.spec}: not a pipeline directory (no "
+                        "model_index.json), so there is no text encoder; pass "
+                        "prompt_encoder='hash' or a callable"
+                    )
                 prompt_encoder = _pipeline_encoder(model, self.device)
             else:
-                raise SourceError(f"prompt_encoder={prompt_encoder!r}; expected 'pipeline', "
-                                  "'hash' or a callable")
+                raise SourceError(
+                    f"prompt_encoder={prompt_encoder!r}; expected 'pipeline', 'hash' or a callable"
+                )
         self.prompt_encoder = prompt_encoder
         modules = dict(self.unet.named_modules())
         blocks = [n for n, m in modules.items() if _is_transformer2d(m)]
@@ -163,8 +185,9 @@ class DiffusersSource(ActivationSource):
         self.hookpoints = list(hookpoints)
         for hp in self.hookpoints:
             if hp not in modules or not _is_transformer2d(modules[hp]):
-                raise SourceError(f"{self.spec}: {hp!r} is not a Transformer2DModel block; "
-                                  f"valid: {blocks}")
+                raise SourceError(
+                    f"{self.spec}: {hp!r} is not a Transformer2DModel block; valid: {blocks}"
+                )
         self.blocks = {hp: modules[hp] for hp in self.hookpoints}
         self.d_out = {hp: int(m.config.in_channels) for hp, m in self.blocks.items()}
         self.num_steps = int(num_steps)
@@ -174,8 +197,9 @@ class DiffusersSource(ActivationSource):
             self.steps = sorted({int(t) for t in timesteps})
             bad = [t for t in self.steps if not 0 <= t < self.num_steps]
             if bad or not self.steps:
-                raise SourceError(f"timesteps {list(timesteps)}: step indices must lie in "
-                                  f"0..{self.num_steps - 1}")
+                raise SourceError(
+                    f"timesteps {list(timesteps)}: step indices must lie in 0..{self.num_steps - 1}"
+                )
         self.guidance = float(guidance)
         self.latent_size = int(latent_size or cfg.sample_size)
         self.seed = int(seed)
@@ -185,8 +209,14 @@ class DiffusersSource(ActivationSource):
         self.timestep_values = [int(t) for t in self.scheduler.timesteps]
 
     def options(self) -> dict:
-        return {"output": self.output, "num_steps": self.num_steps, "timesteps": self.steps,
-                "guidance": self.guidance, "latent_size": self.latent_size, "seed": self.seed}
+        return {
+            "output": self.output,
+            "num_steps": self.num_steps,
+            "timesteps": self.steps,
+            "guidance": self.guidance,
+            "latent_size": self.latent_size,
+            "seed": self.seed,
+        }
 
     def sample_info(self, j: int) -> dict:
         return {"step": self.steps[j], "timestep": self.timestep_values[self.steps[j]]}
@@ -204,9 +234,17 @@ class DiffusersSource(ActivationSource):
             uncond = {"emb": ue, "pooled": up}
         c = int(self.unet.config.in_channels)
         s = self.latent_size
-        latents = torch.stack([
-            torch.randn(c, s, s, generator=torch.Generator().manual_seed(
-                self.seed * 1_000_003 + it.index)) for it in items])
+        latents = torch.stack(
+            [
+                torch.randn(
+                    c,
+                    s,
+                    s,
+                    generator=torch.Generator().manual_seed(self.seed * 1_000_003 + it.index),
+                )
+                for it in items
+            ]
+        )
         return {"cond": cond, "uncond": uncond, "latents": latents}
 
     def _added(self, pooled: torch.Tensor | None, n: int) -> dict | None:
@@ -237,10 +275,12 @@ class DiffusersSource(ActivationSource):
         handles = []
         if record:
             for hp, mod in self.blocks.items():
+
                 def hook(_m, args, kwargs, out, hp=hp):
                     x_in = args[0] if args else kwargs["hidden_states"]
                     x_out = out.sample if hasattr(out, "sample") else out[0]
                     store[hp] = x_out - x_in if self.output == "update" else x_out
+
                 handles.append(mod.register_forward_hook(hook, with_kwargs=True))
         last = self.steps[-1]
         try:
@@ -249,8 +289,7 @@ class DiffusersSource(ActivationSource):
                     break
                 x = torch.cat([latents, latents]) if cfg else latents
                 x = self.scheduler.scale_model_input(x, t)
-                noise = self.unet(x, t, encoder_hidden_states=emb,
-                                  added_cond_kwargs=added).sample
+                noise = self.unet(x, t, encoder_hidden_states=emb, added_cond_kwargs=added).sample
                 if cfg:
                     nu, nc = noise.chunk(2)
                     noise = nu + self.guidance * (nc - nu)

@@ -61,9 +61,18 @@ class OpenClipSource(ActivationSource):
         building ``arch`` (the tiny world's models); ``spec`` then names the source.
     """
 
-    def __init__(self, arch: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-                 tokens: str = "cls", device: str = "cpu", model=None, preprocess=None,
-                 tokenizer=None, spec: str | None = None):
+    def __init__(
+        self,
+        arch: str,
+        pretrained=None,
+        hookpoints: Sequence[str] | None = None,
+        tokens: str = "cls",
+        device: str = "cpu",
+        model=None,
+        preprocess=None,
+        tokenizer=None,
+        spec: str | None = None,
+    ):
         import open_clip
 
         self.arch = arch
@@ -74,10 +83,12 @@ class OpenClipSource(ActivationSource):
         if model is None:  # otherwise an already loaded open_clip model (the tiny world's)
             schema = arch.startswith(("hf-hub:", "local-dir:"))  # open_clip loads these itself
             if not schema and arch not in open_clip.list_models():
-                raise SourceError(f"open_clip has no architecture {arch!r}; see "
-                                  "open_clip.list_models()")
+                raise SourceError(
+                    f"open_clip has no architecture {arch!r}; see open_clip.list_models()"
+                )
             model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=self.pretrained, device=self.device, weights_only=True)
+                arch, pretrained=self.pretrained, device=self.device, weights_only=True
+            )
         elif preprocess is None:
             raise SourceError(f"{self.spec}: a given model needs its preprocess transform")
         self.model = model.eval().to(self.device)
@@ -127,8 +138,9 @@ class OpenClipSource(ActivationSource):
             try:
                 self._tokenizer = open_clip.get_tokenizer(self.arch)
             except Exception as exn:  # noqa: BLE001 - HF tokenizers need a download
-                raise SourceError(f"{self.spec}: cannot load its tokenizer ({exn}); the 'text' "
-                                  "hookpoint needs it") from exn
+                raise SourceError(
+                    f"{self.spec}: cannot load its tokenizer ({exn}); the 'text' hookpoint needs it"
+                ) from exn
         return self._tokenizer
 
     def options(self) -> dict:
@@ -146,8 +158,9 @@ class OpenClipSource(ActivationSource):
             texts = [it.text for it in items]
             if any(t is None for t in texts):
                 bad = next(it.key for it in items if it.text is None)
-                raise SourceError(f"{self.spec}: hookpoint 'text' needs a caption; input "
-                                  f"{bad!r} has none")
+                raise SourceError(
+                    f"{self.spec}: hookpoint 'text' needs a caption; input {bad!r} has none"
+                )
             batch["tokens"] = self.tokenizer(texts)
         return batch
 

@@ -38,8 +38,10 @@ def load_local_weights(model: torch.nn.Module, path: str) -> None:
             state = state["state_dict"]
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise SourceError(f"{p}: weights do not match the model (missing {missing[:5]}, "
-                          f"unexpected {unexpected[:5]})")
+        raise SourceError(
+            f"{p}: weights do not match the model (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]})"
+        )
 
 
 class TimmSource(ActivationSource):
@@ -61,8 +63,15 @@ class TimmSource(ActivationSource):
         when loading weights is the caller's concern). Default: the model's own.
     """
 
-    def __init__(self, model_name: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-                 tokens: str = "cls", device: str = "cpu", image_size: int | None = None):
+    def __init__(
+        self,
+        model_name: str,
+        pretrained=None,
+        hookpoints: Sequence[str] | None = None,
+        tokens: str = "cls",
+        device: str = "cpu",
+        image_size: int | None = None,
+    ):
         import timm
 
         self.spec = f"timm:{model_name}"
@@ -70,8 +79,11 @@ class TimmSource(ActivationSource):
         self.tokens = check_tokens(tokens)
         self.device = torch.device(device)
         local = self.pretrained is not None and Path(self.pretrained).is_file()
-        if self.pretrained is not None and not local and (
-                "/" in self.pretrained or self.pretrained.endswith((".pth", ".safetensors"))):
+        if (
+            self.pretrained is not None
+            and not local
+            and ("/" in self.pretrained or self.pretrained.endswith((".pth", ".safetensors")))
+        ):
             raise SourceError(f"{self.spec}: pretrained file {self.pretrained} does not exist")
         name = model_name
         use_hub = self.pretrained is not None and not local
@@ -134,8 +146,7 @@ class TimmSource(ActivationSource):
                 out[hp] = pooled[:, None, :]
             else:
                 # the 'cls' mode takes token 0, the class token when the model has one
-                out[hp] = select_tokens(store[hp], self.n_prefix, self.tokens,
-                                        f"{self.spec} {hp}")
+                out[hp] = select_tokens(store[hp], self.n_prefix, self.tokens, f"{self.spec} {hp}")
         return {hp: v.float().cpu() for hp, v in out.items()}
 
     @torch.no_grad()

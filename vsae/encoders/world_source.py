@@ -19,12 +19,14 @@ def import_world():
     try:
         return importlib.import_module("vsae.world")
     except ImportError as exn:
-        raise SourceError("the tiny world (vsae.world) is not installed in this checkout yet "
-                          f"({exn})") from exn
+        raise SourceError(
+            f"the tiny world (vsae.world) is not installed in this checkout yet ({exn})"
+        ) from exn
 
 
-def world_source(name: str, pretrained=None, hookpoints: Sequence[str] | None = None,
-                 **opts) -> ActivationSource:
+def world_source(
+    name: str, pretrained=None, hookpoints: Sequence[str] | None = None, **opts
+) -> ActivationSource:
     """Build ``world:<name>`` from the world's loaders (``load_clip`` / ``load_siglip`` /
     ``load_diffusion``)."""
     if name not in WORLD_MODELS:
@@ -38,9 +40,16 @@ def world_source(name: str, pretrained=None, hookpoints: Sequence[str] | None = 
         if loader is None:
             raise SourceError(f"world:{name}: vsae.world has no load_{name}()")
         model, preprocess, tokenizer = loader(weights)
-        return OpenClipSource(f"world-{name}", pretrained=weights, hookpoints=hookpoints,
-                              model=model, preprocess=preprocess, tokenizer=tokenizer,
-                              spec=f"world:{name}", **opts)
+        return OpenClipSource(
+            f"world-{name}",
+            pretrained=weights,
+            hookpoints=hookpoints,
+            model=model,
+            preprocess=preprocess,
+            tokenizer=tokenizer,
+            spec=f"world:{name}",
+            **opts,
+        )
     from .diffusers_source import DiffusersSource
 
     loader = getattr(world, "load_diffusion", None)
@@ -53,8 +62,14 @@ def world_source(name: str, pretrained=None, hookpoints: Sequence[str] | None = 
     def encode(prompts):
         return pipe.encode_prompt(prompts), None
 
-    src = DiffusersSource("world-diffusion", pretrained=weights, hookpoints=hookpoints,
-                          unet=pipe.unet, scheduler=pipe.scheduler, prompt_encoder=encode,
-                          **opts)
+    src = DiffusersSource(
+        "world-diffusion",
+        pretrained=weights,
+        hookpoints=hookpoints,
+        unet=pipe.unet,
+        scheduler=pipe.scheduler,
+        prompt_encoder=encode,
+        **opts,
+    )
     src.spec = "world:diffusion"
     return src

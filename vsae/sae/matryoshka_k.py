@@ -35,6 +35,9 @@ class MatryoshkaKSAE(TopKFamilySAE):
     def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
         super().__init__(cfg)
         self.levels = cfg.levels or default_levels(cfg.k, self.n_latents)
+        if self.levels[-1] == self.n_latents:  # the dense ReLU level: shrink the encoder init
+            with torch.no_grad():
+                self.W_enc_ND.mul_(min(1.0, 2.0 * self.d_in / self.n_latents))
         self.register_buffer("level_weights", level_weights(len(self.levels), cfg.weighting))
         self.infer_k = cfg.infer_k
 

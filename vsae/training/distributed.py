@@ -100,12 +100,18 @@ def setup_distributed(backend: str | None = None, timeout_s: float = 600.0) -> D
     if not dist.is_initialized():
         for var in ("MASTER_ADDR", "MASTER_PORT"):
             if var not in os.environ:
-                raise RuntimeError(f"WORLD_SIZE={world_size} but {var} is not set; launch with "
-                                   "torchrun")
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend,
-                    device=device)
+                raise RuntimeError(
+                    f"WORLD_SIZE={world_size} but {var} is not set; launch with torchrun"
+                )
+        dist.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    return DistInfo(
+        rank=rank, world_size=world_size, local_rank=local_rank, backend=backend, device=device
+    )
 
 
 def get_rank() -> int:
@@ -156,7 +162,7 @@ def average_gradients(module: torch.nn.Module) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
         offset += n
 
 
@@ -164,8 +170,11 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor:
     """Mean of a scalar or tensor over ranks (for logging metrics); a copy is returned."""
     t = torch.as_tensor(value, dtype=torch.float64).clone()
     if get_world_size() > 1:
-        dev = torch.device("cuda", torch.cuda.current_device()) \
-            if dist.get_backend() == "nccl" else torch.device("cpu")
+        dev = (
+            torch.device("cuda", torch.cuda.current_device())
+            if dist.get_backend() == "nccl"
+            else torch.device("cpu")
+        )
         t = t.to(dev)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t = t / get_world_size()
@@ -182,8 +191,10 @@ def check_in_step(step: int) -> None:
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     hi, lo = int(t[0]), -int(t[1])
     if hi != lo:
-        raise RuntimeError(f"ranks out of step: steps range {lo}..{hi}; use fixed-length epochs "
-                           "(open_batches(..., epoch_vectors=N))")
+        raise RuntimeError(
+            f"ranks out of step: steps range {lo}..{hi}; use fixed-length epochs "
+            "(open_batches(..., epoch_vectors=N))"
+        )
 
 
 def wrap_ddp(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
