@@ -16,6 +16,7 @@ import torch
 
 STAGES = ("clip", "siglip", "judge", "diffusion")
 DEFAULT_OUT = Path(__file__).parent / "weights"
+CLIP_STEPS = {"clip": 1500, "siglip": 1200}
 
 
 def _log_to(path: Path):
@@ -33,17 +34,17 @@ def run_stage(stage: str, out: Path, log, fast: bool = False) -> dict:
     if stage in ("clip", "siglip"):
         from .train_clip import train_clip
 
-        kw = {"steps": 4, "pool": 256} if fast else {}
+        kw = {"steps": 4, "pool": 256} if fast else {"steps": CLIP_STEPS[stage]}
         return train_clip(out / stage, kind=stage, log=log, **kw)
     if stage == "judge":
         from .judge import train_judge
 
-        kw = {"steps": 4} if fast else {}
+        kw = {"steps": 4, "pool": 256} if fast else {}
         return train_judge(out / "judge", log=log, **kw)
     if stage == "diffusion":
         from .train_diffusion import train_diffusion
 
-        kw = {"steps": 4, "pool": 256} if fast else {}
+        kw = {"steps": 4, "pool": 256, "select_steps": 2} if fast else {}
         return train_diffusion(out / "diffusion", clip_dir=out / "clip", log=log, **kw)
     raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
 

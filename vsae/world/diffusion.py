@@ -42,14 +42,14 @@ def unet_config(cross_attention_dim: int = 128) -> dict:
         "sample_size": RESOLUTION // PACK,
         "in_channels": 3 * PACK * PACK,
         "out_channels": 3 * PACK * PACK,
-        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
         "mid_block_type": "UNetMidBlock2DCrossAttn",
-        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-        "block_out_channels": [64, 96],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        "block_out_channels": [32, 64, 64],
         "layers_per_block": 1,
         "norm_num_groups": 8,
         "cross_attention_dim": cross_attention_dim,
-        # diffusers' legacy name: this is the number of heads (2 heads of 48 channels)
+        # diffusers' legacy name: this is the number of heads (2 heads of 32 channels)
         "attention_head_dim": 2,
     }
 

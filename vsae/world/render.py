@@ -122,10 +122,18 @@ def _backgrounds(scenes: Sequence[dict]) -> np.ndarray:
     return np.clip(img, 0.0, 1.0)
 
 
-def render_scenes(scenes: Sequence[dict]) -> np.ndarray:
-    """Render scenes to uint8 images of shape (N, 64, 64, 3)."""
+def render_scenes(scenes: Sequence[dict], chunk: int = 256) -> np.ndarray:
+    """Render scenes to uint8 images of shape (N, 64, 64, 3), ``chunk`` at a time."""
     if len(scenes) == 0:
         return np.zeros((0, CANVAS, CANVAS, 3), dtype=np.uint8)
+    if len(scenes) > chunk:
+        return np.concatenate(
+            [_render_chunk(scenes[i : i + chunk]) for i in range(0, len(scenes), chunk)]
+        )
+    return _render_chunk(scenes)
+
+
+def _render_chunk(scenes: Sequence[dict]) -> np.ndarray:
     img = _backgrounds(scenes)
     n_layers = max(len(s["objects"]) for s in scenes)
     for k in range(n_layers):

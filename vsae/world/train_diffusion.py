@@ -28,6 +28,7 @@ def train_diffusion(
     pool: int = 24576,
     p_uncond: float = 0.1,
     seed: int = 5,
+    select_steps: int = 20,
     log=print,
 ) -> dict:
     """Train the UNet conditioned on the (frozen) tiny CLIP in ``clip_dir``."""
@@ -84,7 +85,9 @@ def train_diffusion(
         if step % 50 == 0 or step == steps - 1:
             log(f"[diffusion] step {step}/{steps} loss {run:.4f} {time.time() - t0:.0f}s")
     save_unet(ema, out_dir)
+    chosen = select_guidance(out_dir, clip_dir, steps=select_steps, log=log)
     summary = {
+        "guidance_selection": chosen,
         "steps": steps,
         "batch": batch,
         "lr": lr,
@@ -95,3 +98,35 @@ def train_diffusion(
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"[diffusion] done {json.dumps(summary)}")
     return summary
+
+
+GUIDANCE_CANDIDATES = (2.0, 4.0, 7.0)
+SELECTION_SEED = 777  # evaluation uses seed 0: selection and evaluation noise differ
+
+
+def select_guidance(out_dir: Path, clip_dir: Path, steps: int = 20, log=print) -> dict:
+    """Pick the guidance scale with the best judged colour + shape accuracy on
+    'a {colour} {shape}' (one image per pair, selection seed) and record it in
+    ``pipeline_config.json``. Needs the judge next to ``out_dir``; else keeps 3.0."""
+    from . import diffusion
+    from .evaluate import colour_shape_prompts
+    from .judge import load as load_judge
+
+    judge_dir = Path(out_dir).parent / "judge"
+    scores: dict = {}
+    best = 3.0
+    if (judge_dir / "weights.safetensors").is_file():
+        model, _, tok = clip_mod.load(clip_dir)
+        pipe = diffusion.load(out_dir, model, tok)
+        judge = load_judge(judge_dir)
+        prompts, requests = colour_shape_prompts(1)
+        for g in GUIDANCE_CANDIDATES:
+            images = pipe(prompts, steps=steps, guidance=g, seed=SELECTION_SEED, output_type="np")
+            scores[g] = judge.score(images, requests)
+            log(f"[diffusion] guidance {g}: {scores[g]}")
+        best = max(scores, key=lambda g: scores[g]["colour"] + scores[g]["shape"])
+    else:
+        log(f"[diffusion] no judge in {judge_dir}: guidance stays {best}")
+    cfg = {"guidance": best, "steps": 20, "selection": {str(k): v for k, v in scores.items()}}
+    (Path(out_dir) / "pipeline_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return cfg
