@@ -102,3 +102,31 @@ def test_judge_scores_generated_colours_above_the_target(pipe, judge):
     scores = judge.score(images, requests)
     assert scores["colour"] >= TARGETS["diffusion"]["colour"], scores
     assert judge.score_prompts(images, prompts) == scores
+
+
+def test_dense_export_loads_in_plain_open_clip(clip, tmp_path):
+    import open_clip
+
+    from vsae.world.clip import export_open_clip
+
+    model, _, tok = clip
+    out = export_open_clip(model, world.WEIGHTS_DIR / "clip", tmp_path / "dense")
+    plain, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    plain.eval()
+    text = tok(["a red circle", "a large star in the top left"])
+    with torch.no_grad():
+        assert torch.allclose(plain.encode_text(text), model.encode_text(text), atol=1e-5)
+
+
+def test_attributes_in_prompt():
+    from vsae.world.judge import attributes_in_prompt
+
+    assert attributes_in_prompt("a red circle") == {"colour": "red", "shape": "circle"}
+    got = attributes_in_prompt("A large blue star in the top left, striped background")
+    assert got == {
+        "colour": "blue",
+        "shape": "star",
+        "size": "large",
+        "position": "top left",
+        "background": "stripes",
+    }

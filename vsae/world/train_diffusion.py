@@ -25,10 +25,11 @@ def train_diffusion(
     steps: int = 2000,
     batch: int = 64,
     lr: float = 1e-3,
-    pool: int = 24576,
+    pool: int = 16384,
     p_uncond: float = 0.1,
     seed: int = 5,
     select_steps: int = 20,
+    checkpoint_every: int = 250,
     log=print,
 ) -> dict:
     """Train the UNet conditioned on the (frozen) tiny CLIP in ``clip_dir``."""
@@ -82,6 +83,8 @@ def train_diffusion(
             for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
         run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        if checkpoint_every and step % checkpoint_every == checkpoint_every - 1:
+            save_unet(ema, out_dir)  # the EMA so far: usable if the run is cut short
         if step % 50 == 0 or step == steps - 1:
             log(f"[diffusion] step {step}/{steps} loss {run:.4f} {time.time() - t0:.0f}s")
     save_unet(ema, out_dir)
@@ -127,6 +130,10 @@ def select_guidance(out_dir: Path, clip_dir: Path, steps: int = 20, log=print) -
         best = max(scores, key=lambda g: scores[g]["colour"] + scores[g]["shape"])
     else:
         log(f"[diffusion] no judge in {judge_dir}: guidance stays {best}")
-    cfg = {"guidance": best, "steps": 20, "selection": {str(k): v for k, v in scores.items()}}
+    cfg = {
+        "guidance": best,
+        "selection_steps": steps,
+        "selection": {str(k): v for k, v in scores.items()},
+    }
     (Path(out_dir) / "pipeline_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return cfg
