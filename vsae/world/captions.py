@@ -66,15 +66,22 @@ def full_caption(scene: Mapping, frame: int = 0, pos_phrase: int = 0, bg_phrase:
     return _article(text)
 
 
-def random_caption(scene: Mapping, rng: np.random.Generator, p_full: float = 0.4) -> str:
+def random_caption(
+    scene: Mapping,
+    rng: np.random.Generator,
+    p_full: float = 0.4,
+    keep_probs: Mapping[str, float] | None = None,
+) -> str:
     """A caption with random wording and, with probability ``1 - p_full``, a random
-    subset of the attributes (at least one)."""
+    subset of the attributes (at least one); attribute ``a`` is kept with
+    probability ``keep_probs[a]`` (0.45 by default)."""
     objs = scene.get("objects", [scene])
     frame = FRAMES[int(rng.integers(len(FRAMES)))]
     if rng.uniform() < p_full or len(objs) > 1:
         keep = list(ATTRIBUTES)
     else:
-        keep = [a for a in ATTRIBUTES if rng.uniform() < 0.45]
+        probs = keep_probs or {}
+        keep = [a for a in ATTRIBUTES if rng.uniform() < probs.get(a, 0.45)]
         if not keep:
             keep = [list(ATTRIBUTES)[int(rng.integers(len(ATTRIBUTES)))]]
     noun = GENERIC_NOUNS[int(rng.integers(len(GENERIC_NOUNS)))]
@@ -88,10 +95,15 @@ def random_caption(scene: Mapping, rng: np.random.Generator, p_full: float = 0.4
     return _article(text)
 
 
-def random_captions(scenes: Sequence[Mapping], seed: int, p_full: float = 0.4) -> list[str]:
+def random_captions(
+    scenes: Sequence[Mapping],
+    seed: int,
+    p_full: float = 0.4,
+    keep_probs: Mapping[str, float] | None = None,
+) -> list[str]:
     """One random caption per scene, deterministic from ``seed``."""
     rng = np.random.default_rng(seed)
-    return [random_caption(s, rng, p_full) for s in scenes]
+    return [random_caption(s, rng, p_full, keep_probs) for s in scenes]
 
 
 def zero_shot_prompts(attribute: str) -> dict[str, list[str]]:

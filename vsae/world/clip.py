@@ -119,9 +119,12 @@ def save_compact(model: torch.nn.Module, path: str | Path, used_token_ids: torch
     save_file(sd, str(path))
 
 
-def load_compact(model: torch.nn.Module, path: str | Path) -> None:
-    """Load weights written by ``save_compact`` into ``model`` (fp32), in place."""
+def load_compact(model: torch.nn.Module, path: str | Path, skip: tuple[str, ...] = ()) -> None:
+    """Load weights written by ``save_compact`` into ``model`` (fp32), in place;
+    keys in ``skip`` keep the model's current values."""
     sd = load_file(str(path))
+    for k in skip:
+        sd.pop(k, None)
     ids = sd.pop("vsae.token_ids")
     rows = sd.pop("vsae.token_rows")
     weight = model.token_embedding.weight
@@ -132,7 +135,7 @@ def load_compact(model: torch.nn.Module, path: str | Path) -> None:
     sd = {k: v.to(own[k].dtype) for k, v in sd.items()}
     sd["token_embedding.weight"] = weight.detach().clone()
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [m for m in missing if m != "attn_mask"]
+    missing = [m for m in missing if m != "attn_mask" and m not in skip]
     if missing or unexpected:
         raise ValueError(
             f"{path}: weights do not match the model: missing {missing}, unexpected {unexpected}"
