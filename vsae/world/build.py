@@ -1,0 +1,149 @@
+"""Retrain the whole tiny world from scratch with fixed seeds (``vsae world build``).
+
+Stages run in order: clip, siglip, judge, diffusion.
+
+* clip: phase 1 trains a tiny CLIP from scratch (``_phase1/clip``, not shipped);
+  phase 2 fine-tunes its image tower and text projection (text transformer frozen).
+* siglip: starts from the phase-1 CLIP and trains every weight with the sigmoid loss.
+* judge: the attribute classifier, from scratch.
+* diffusion: the UNet, conditioned on the CLIP text transformer (identical in
+  phase 1 and phase 2); picks its default guidance with the judge. Each stage's wall time and
+summary are merged into ``build_log.json`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+STAGES = ("clip", "siglip", "judge", "diffusion")
+DEFAULT_OUT = Path(__file__).parent / "weights"
+CLIP_STEPS = {"clip": 1500}
+# phase 2 (CLIP: image tower + text projection with the text transformer frozen, so the
+# diffusion model's conditioning does not move; SigLIP: every weight, sigmoid loss):
+# captions that name position and shape more often, the attributes phase 1 learns last
+PHASE2 = {
+    "steps": 700,
+    "lr": 1e-3,
+    "pool": 16384,
+    "p_full": 0.2,
+    "keep_probs": {"position": 0.8, "shape": 0.8, "colour": 0.3, "size": 0.35, "background": 0.3},
+}
+
+
+def _log_to(path: Path):
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+    return log
+
+
+def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = False) -> dict:
+    """Run one build stage into ``out``; ``fast`` shrinks it to a smoke test; ``resume``
+    reuses a finished CLIP phase 1 found in ``out``."""
+    if stage == "clip":
+        from .train_clip import train_clip
+
+        kw = {"steps": 4, "pool": 256} if fast else {"steps": CLIP_STEPS["clip"]}
+        p1 = out / "_phase1" / "clip"
+        if resume and (p1 / "train_summary.json").is_file():
+            phase1 = json.loads((p1 / "train_summary.json").read_text())
+            log(f"[clip] reusing phase 1 in {p1}")
+        else:
+            phase1 = train_clip(p1, kind="clip", log=log, **kw)
+        kw = {"steps": 4, "pool": 256} if fast else PHASE2
+        phase2 = train_clip(
+            out / "clip",
+            kind="clip",
+            init_from=out / "_phase1" / "clip",
+            freeze_text=True,
+            data_seed=2,
+            log=log,
+            **kw,
+        )
+        return {"phase1": phase1, "phase2": phase2}
+    if stage == "siglip":
+        from .train_clip import train_clip
+
+        if not (out / "_phase1" / "clip" / "weights.safetensors").is_file():
+            raise FileNotFoundError(
+                f"the siglip stage starts from {out / '_phase1' / 'clip'}: run the clip stage first"
+            )
+        kw = {"steps": 4, "pool": 256} if fast else PHASE2
+        return train_clip(
+            out / "siglip",
+            kind="siglip",
+            init_from=out / "_phase1" / "clip",
+            data_seed=3,
+            log=log,
+            **kw,
+        )
+    if stage == "judge":
+        from .judge import train_judge
+
+        kw = {"steps": 4, "pool": 256} if fast else {}
+        return train_judge(out / "judge", log=log, **kw)
+    if stage == "diffusion":
+        from .train_diffusion import train_diffusion
+
+        kw = {"steps": 4, "pool": 256, "select_steps": 2} if fast else {}
+        return train_diffusion(out / "diffusion", clip_dir=out / "clip", log=log, **kw)
+    raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
+
+
+def build(
+    out: str | Path = DEFAULT_OUT,
+    stages=STAGES,
+    threads: int = 2,
+    fast: bool = False,
+    resume: bool = False,
+) -> dict:
+    """Run ``stages`` into ``out`` and record wall times in ``out/build_log.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    log = _log_to(out / "build.log")
+    record_path = out / "build_log.json"
+    for stage in stages:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected some of {list(STAGES)}")
+    t0 = time.time()
+    for stage in stages:
+        ts = time.time()
+        summary = run_stage(stage, out, log, fast=fast, resume=resume)
+        # re-read: stages may run as separate processes into the same folder
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {"stages": {}}
+        record["stages"][stage] = {
+            "wall_s": round(time.time() - ts, 1),
+            "threads": threads,
+            "summary": summary,
+        }
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+    total = time.time() - t0
+    record["total_wall_s_stages"] = round(sum(s["wall_s"] for s in record["stages"].values()), 1)
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    log(f"build of {list(stages)} finished in {total:.0f}s")
+    return record
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    a = p.parse_args(argv)
+    build(a.out, [s for s in a.stages.split(",") if s], a.threads, a.fast, a.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

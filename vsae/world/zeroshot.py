@@ -1,0 +1,79 @@
+"""Zero-shot attribute accuracy and text-to-image retrieval for tiny CLIP/SigLIP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .captions import full_caption, zero_shot_prompts
+from .clip import images_to_tensor
+from .scenes import labels_of
+from .vocab import ATTRIBUTES
+
+
+@torch.no_grad()
+def encode_images(model, images_NHW3: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """L2-normalised image embeddings (N, E) of uint8 renders."""
+    out = [
+        model.encode_image(images_to_tensor(images_NHW3[i : i + batch]), normalize=True)
+        for i in range(0, len(images_NHW3), batch)
+    ]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts: Sequence[str], batch: int = 256) -> torch.Tensor:
+    """L2-normalised text embeddings (N, E)."""
+    out = [
+        model.encode_text(tokenizer(list(texts[i : i + batch])), normalize=True)
+        for i in range(0, len(texts), batch)
+    ]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def class_embeddings(model, tokenizer, attribute: str) -> torch.Tensor:
+    """One normalised text embedding per value of ``attribute`` (template ensemble)."""
+    prompts = zero_shot_prompts(attribute)
+    rows = []
+    for value in ATTRIBUTES[attribute]:
+        e = encode_texts(model, tokenizer, prompts[value]).mean(0)
+        rows.append(e / e.norm())
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    model,
+    tokenizer,
+    images_NHW3: np.ndarray,
+    scenes: Sequence[dict],
+    attributes: Sequence[str] = tuple(ATTRIBUTES),
+) -> dict[str, float]:
+    """Zero-shot accuracy per attribute on labelled renders."""
+    img = encode_images(model, images_NHW3)
+    labels = labels_of(scenes)
+    out = {}
+    for a in attributes:
+        pred = (img @ class_embeddings(model, tokenizer, a).T).argmax(1).numpy()
+        out[a] = float((pred == labels[a]).mean())
+    return out
+
+
+@torch.no_grad()
+def retrieval_at_1(model, tokenizer, images_NHW3: np.ndarray, scenes: Sequence[dict]) -> dict:
+    """Text-to-image R@1 with one full caption per image.
+
+    ``t2i_r1_exact``: the top image is the caption's own image.
+    ``t2i_r1_labels``: the top image has the caption's labels (renders with
+    identical labels are indistinguishable by their captions).
+    """
+    img = encode_images(model, images_NHW3)
+    txt = encode_texts(model, tokenizer, [full_caption(s) for s in scenes])
+    top = (txt @ img.T).argmax(1).numpy()
+    keys = [tuple(s[a] for a in ATTRIBUTES) for s in scenes]
+    exact = float((top == np.arange(len(scenes))).mean())
+    same = float(np.mean([keys[t] == keys[i] for i, t in enumerate(top)]))
+    return {"t2i_r1_exact": exact, "t2i_r1_labels": same, "n_images": len(scenes)}
