@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def plot_training_log(log_path: str | Path, out_path: str | Path) -> Path:
-    """Plot loss and evaluation FVU against step from a metrics.jsonl file.
+    """Plot the reconstruction loss and held-out FVU against step from a metrics.jsonl file.
 
     Parameters
     ----------
@@ -30,8 +30,9 @@ def plot_training_log(log_path: str | Path, out_path: str | Path) -> Path:
     train_rows = [r for r in rows if "loss" in r]
     eval_rows = [r for r in rows if "eval/fvu" in r]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    axes[0].plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows])
-    axes[0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    # The reconstruction term, not the total: AuxK joins the total once latents die.
+    axes[0].plot([r["step"] for r in train_rows], [r.get("recon", r["loss"]) for r in train_rows])
+    axes[0].set(xlabel="step", ylabel="reconstruction loss", yscale="log", title="training")
     axes[1].plot([r["step"] for r in eval_rows], [r["eval/fvu"] for r in eval_rows], "o-")
     axes[1].set(xlabel="step", ylabel="FVU (held out)", title="evaluation")
     fig.tight_layout()
