@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from vsae.sae import sparse
 from vsae.sae.kmeans import _sq_dists, kmeans
-from vsae.sae.topk import BatchTopKSAE
+from vsae.sae.topk import BatchTopKSAE, topk_codes
 
 
 class ArchetypalSAE(BatchTopKSAE):
@@ -52,9 +52,7 @@ class ArchetypalSAE(BatchTopKSAE):
         """TopK codes, or BatchTopK threshold codes."""
         if self.cfg.encoder_act == "batchtopk":
             return super().codes_normalized(x_BD)
-        pre_BN = self.pre_acts(x_BD)
-        vals_BK, idx_BK = pre_BN.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre_BN).scatter_(-1, idx_BK, torch.relu(vals_BK))
+        return topk_codes(self.pre_acts(x_BD), self.cfg.k)
 
     @torch.no_grad()
     def observe(self, sel: sparse.Selection, vals_M: Tensor) -> None:

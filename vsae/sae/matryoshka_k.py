@@ -15,6 +15,7 @@ from torch import Tensor
 from vsae.sae import sparse
 from vsae.sae.base import LossOutput, TopKFamilySAE
 from vsae.sae.losses import level_weights, nmse
+from vsae.sae.topk import topk_codes
 
 
 def default_levels(k0: int, n: int) -> tuple[int, ...]:
@@ -52,8 +53,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
         pre_BN = self.pre_acts(x_BD)
         if self.infer_k == 0 or self.infer_k == self.n_latents:
             return torch.relu(pre_BN)
-        vals_BK, idx_BK = pre_BN.topk(self.infer_k, dim=-1)
-        return torch.zeros_like(pre_BN).scatter_(-1, idx_BK, torch.relu(vals_BK))
+        return topk_codes(pre_BN, self.infer_k)
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Weighted mean of the per-level batch FVUs, plus AuxK."""

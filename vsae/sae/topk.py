@@ -10,6 +10,12 @@ from vsae.sae.base import LossOutput, TopKFamilySAE
 from vsae.sae.losses import nmse
 
 
+def topk_codes(pre_BN: Tensor, k: int) -> Tensor:
+    """Dense inference codes: ReLU of each row's k largest pre-activations, zeros elsewhere."""
+    vals_BK, idx_BK = pre_BN.topk(k, dim=-1)
+    return torch.zeros_like(pre_BN).scatter_(-1, idx_BK, torch.relu(vals_BK))
+
+
 class TopKSAE(TopKFamilySAE):
     """Keeps the k largest pre-activations of each sample, then ReLU; sparse decode."""
 
@@ -21,9 +27,7 @@ class TopKSAE(TopKFamilySAE):
 
     def codes_normalized(self, x_BD: Tensor) -> Tensor:
         """Dense TopK codes."""
-        pre_BN = self.pre_acts(x_BD)
-        vals_BK, idx_BK = pre_BN.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre_BN).scatter_(-1, idx_BK, torch.relu(vals_BK))
+        return topk_codes(self.pre_acts(x_BD), self.cfg.k)
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Batch FVU of the sparse reconstruction, plus AuxK."""
