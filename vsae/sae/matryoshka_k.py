@@ -102,8 +102,18 @@ class MatryoshkaKSAE(TopKFamilySAE):
         terms = {f"fvu_k{k}": v.detach() for k, v in zip(self.levels, per_level, strict=True)}
         # Dead-latent tracking, L0 and AuxK refer to the smallest level (k0).
         k0 = self.levels[0]
-        first_sel = sparse.topk_select(pre_BN, k0)
-        first_vals = torch.relu(pre_BN.detach()[first_sel.rows_M, first_sel.cols_M])
+        if sparse_levels:  # the shared sort already ranked the k0 largest first
+            first_sel = sparse.Selection(
+                rows_BK[:, :k0].reshape(-1),
+                cols_BK[:, :k0].reshape(-1),
+                torch.arange(B, device=x_BD.device) * k0,
+                B,
+                N,
+            )
+            first_vals = vals_BK[:, :k0].detach().reshape(-1)
+        else:
+            first_sel = sparse.topk_select(pre_BN, k0)
+            first_vals = torch.relu(pre_BN.detach()[first_sel.rows_M, first_sel.cols_M])
         return self.finish_loss(
             x_BD, main, first_recon_BD, pre_BN, first_sel, first_vals, dead_N, terms, atoms_ND
         )
