@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("train", "eval", "extract", "quickstart", "world")
+COMMANDS = ("train", "eval", "extract", "quickstart", "world", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
