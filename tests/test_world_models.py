@@ -138,3 +138,25 @@ def test_attributes_in_prompt():
         "position": "top left",
         "background": "stripes",
     }
+
+
+def test_diffusion_carries_its_own_frozen_text_encoder(pipe, tmp_path, caplog):
+    import shutil
+
+    from vsae.world.diffusion import load_text_encoder
+
+    # the conditioning is the diffusion folder's text tower, not whatever CLIP ships next to it
+    text_model, _, _ = load_text_encoder(world.WEIGHTS_DIR / "diffusion")
+    ours = list(text_model.transformer.parameters())
+    assert len(ours) > 0
+    for a, b in zip(ours, pipe.text_encoder.transformer.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # loading logs no open_clip "initialized randomly" warning: vsae loads the weights itself
+    with caplog.at_level("WARNING"):
+        world.load_clip()
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    broken = tmp_path / "weights"
+    shutil.copytree(world.WEIGHTS_DIR / "diffusion", broken / "diffusion")
+    shutil.rmtree(broken / "diffusion" / "text_encoder")
+    with pytest.raises(FileNotFoundError, match="text_encoder"):
+        world.load_diffusion(broken)

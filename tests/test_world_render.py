@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from vsae import world
 from vsae.world import (
     ATTRIBUTES,
     COLOURS,
@@ -114,3 +115,28 @@ def test_export_folder_and_shards(tmp_path):
     assert samples[0]["jpg"].size == (64, 64)
     assert json.loads(json.dumps(samples[0]["json"]))["shape"] in SHAPES
     assert isinstance(samples[0]["txt"], str) and samples[0]["txt"]
+
+
+def test_minimal_pair_groups_differ_only_in_the_varied_attribute():
+    from vsae.world.pairs import minimal_pair_batch
+
+    images, scenes, caps = minimal_pair_batch({"position": 2, "shape": 1}, seed=3, step=5)
+    n_pos, n_shape = len(world.POSITIONS), len(world.SHAPES)
+    assert images.shape == (2 * n_pos + n_shape, 64, 64, 3)
+    groups = [(0, n_pos, "position"), (n_pos, 2 * n_pos, "position")]
+    groups.append((2 * n_pos, 2 * n_pos + n_shape, "shape"))
+    for start, stop, attr in groups:
+        members = scenes[start:stop]
+        assert [s[attr] for s in members] == list(world.ATTRIBUTES[attr])
+        for other in world.ATTRIBUTES:
+            if other != attr:
+                assert len({s[other] for s in members}) == 1, (attr, other)
+        assert len({s["bg"]["seed"] for s in members}) == 1
+        for s, cap in zip(members, caps[start:stop], strict=True):
+            assert s[attr] in cap, (attr, cap)
+    # the two position groups come from different base scenes
+    assert scenes[0]["bg"]["seed"] != scenes[n_pos]["bg"]["seed"]
+    again, _, caps2 = minimal_pair_batch({"position": 2, "shape": 1}, seed=3, step=5)
+    assert np.array_equal(images, again) and caps == caps2
+    other, _, _ = minimal_pair_batch({"position": 2, "shape": 1}, seed=3, step=6)
+    assert not np.array_equal(images, other)

@@ -51,10 +51,10 @@ def load_siglip(weights_dir=None, strict_vocab: bool = False):
 
 def load_diffusion(weights_dir=None, strict_vocab: bool = False):
     """The tiny text-to-image pipeline: ``pipe(prompts, steps=20, guidance=..., seed=...)``."""
-    from . import clip, diffusion
+    from . import diffusion
 
     d = _dir(weights_dir)
-    model, _, tok = clip.load(d / "clip", strict_vocab=strict_vocab)
+    model, _, tok = diffusion.load_text_encoder(d / "diffusion", strict_vocab=strict_vocab)
     pipe = diffusion.load(d / "diffusion", model, tok)
     pipe.default_guidance = default_guidance(d)
     return pipe

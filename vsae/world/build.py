@@ -94,7 +94,8 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
         from .train_diffusion import train_diffusion
 
         kw = {"steps": 4, "pool": 256, "select_steps": 2} if fast else {}
-        return train_diffusion(out / "diffusion", clip_dir=out / "clip", log=log, **kw)
+        # the phase-1 text tower: phase 2 keeps it frozen, phase 3 fine-tunes it
+        return train_diffusion(out / "diffusion", clip_dir=out / "_phase1" / "clip", log=log, **kw)
     raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
 
 

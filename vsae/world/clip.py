@@ -13,6 +13,7 @@ a seed at load time; only the used rows are stored. Everything is fp16 on disk.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,26 @@ def init_token_embedding(weight_VW: torch.Tensor) -> None:
         weight_VW.copy_(torch.randn(weight_VW.shape, generator=gen) * EMBED_INIT_STD)
 
 
+class _QuietOpenClip(logging.Filter):
+    """Drop open_clip's 'no pretrained weights' warnings: vsae loads the weights itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not msg.startswith(("No pretrained weights", "Multiple checkpoints"))
+
+
+def _create(directory: str | Path):
+    quiet = _QuietOpenClip()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        return open_clip.create_model_and_transforms(
+            f"local-dir:{Path(directory).resolve()}", load_weights=False
+        )
+    finally:
+        root.removeFilter(quiet)
+
+
 def build(directory: str | Path, seed: int = 0):
     """A freshly initialised tiny model from a config folder: (model, train_tf, eval_tf).
 
@@ -97,9 +118,7 @@ def build(directory: str | Path, seed: int = 0):
     can be re-created at load time).
     """
     torch.manual_seed(seed)
-    model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-        f"local-dir:{Path(directory).resolve()}", load_weights=False
-    )
+    model, train_tf, eval_tf = _create(directory)
     init_token_embedding(model.token_embedding.weight)
     return model, train_tf, eval_tf
 
@@ -150,9 +169,7 @@ def load(directory: str | Path, strict_vocab: bool = False):
     for p in (cfg_path, weights):
         if not p.is_file():
             raise FileNotFoundError(f"tiny-world model file missing: {p} (run `vsae world build`)")
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        f"local-dir:{directory.resolve()}", load_weights=False
-    )
+    model, _, preprocess = _create(directory)
     load_compact(model, weights)
     model.eval()
     ctx = json.loads(cfg_path.read_text())["model_cfg"]["text_cfg"]["context_length"]

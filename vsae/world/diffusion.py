@@ -189,6 +189,25 @@ def load(directory: str | Path, text_encoder, tokenizer: WorldTokenizer) -> Worl
     return WorldDiffusionPipeline(unet, sched, text_encoder, tokenizer)
 
 
+TEXT_ENCODER = "text_encoder"  # sub-folder: the tiny CLIP whose token states condition the UNet
+
+
+def load_text_encoder(directory: str | Path, strict_vocab: bool = False):
+    """The diffusion folder's own text encoder ``(model, preprocess, tokenizer)``.
+
+    Like SD's ``text_encoder/``, it is frozen with the UNet: the shipped tiny CLIP may
+    be fine-tuned later without moving the conditioning the UNet was trained on.
+    """
+    from . import clip as clip_mod
+
+    text_dir = Path(directory) / TEXT_ENCODER
+    if not (text_dir / "weights.safetensors").is_file():
+        raise FileNotFoundError(
+            f"diffusion text encoder missing: {text_dir} (run `vsae world build`)"
+        )
+    return clip_mod.load(text_dir, strict_vocab=strict_vocab)
+
+
 def ddpm_scheduler() -> DDPMScheduler:
     """The training-time noise scheduler."""
     return DDPMScheduler(**scheduler_config())
@@ -199,6 +218,7 @@ __all__ = [
     "PromptError",
     "build_unet",
     "load",
+    "load_text_encoder",
     "pack",
     "save_unet",
     "unet_config",

@@ -13,8 +13,10 @@ from open_clip.loss import ClipLoss, SigLipLoss
 
 from .captions import random_captions
 from .clip import build, images_to_tensor, load_compact, save_compact, write_config_dir
+from .pairs import minimal_pair_batch
 from .render import render
 from .tokens import WorldTokenizer
+from .vocab import ATTRIBUTES
 from .zeroshot import zero_shot_accuracy
 
 EVAL_SEED = 10_001  # held-out renders: no training seed below 10_000 is used
@@ -48,6 +50,7 @@ def train_clip(
     freeze_text: bool = False,
     p_full: float = 0.4,
     keep_probs: dict[str, float] | None = None,
+    pairs: dict[str, int] | None = None,
     log_every: int = 50,
     log=print,
 ) -> dict:
@@ -63,6 +66,10 @@ def train_clip(
         text transformer (whose token states condition the diffusion model) stays.
     p_full, keep_probs
         Caption sampling (see ``captions.random_caption``).
+    pairs
+        Minimal-pair groups per step (see ``pairs.minimal_pair_batch``), e.g.
+        ``{"position": 12, "shape": 6}``; they take that many rows of the batch and
+        the rest stays random renders from the pool.
 
     Returns a summary dict (steps, seconds, final loss, held-out zero-shot accuracy).
     """
@@ -71,7 +78,9 @@ def train_clip(
     write_config_dir(out_dir, kind)
     model, _, _ = build(out_dir, seed=seed)
     if init_from is not None:
-        skip = ("logit_scale", "logit_bias") if kind == "siglip" else ()
+        init_kind = json.loads((Path(init_from) / "open_clip_config.json").read_text())["vsae"]
+        from_clip = init_kind.get("kind", "clip") == "clip"
+        skip = ("logit_scale", "logit_bias") if kind == "siglip" and from_clip else ()
         load_compact(model, Path(init_from) / "weights.safetensors", skip=skip)
     if freeze_text:
         for name, p in model.named_parameters():
@@ -83,6 +92,9 @@ def train_clip(
     tok = WorldTokenizer(context_length=model.context_length)
     data_seed = seed + (0 if kind == "clip" else 1) if data_seed is None else data_seed
     images, scenes = render(pool, seed=data_seed, two_objects=0.1)
+    n_pairs = sum(n * len(ATTRIBUTES[a]) for a, n in (pairs or {}).items())
+    if n_pairs > batch:
+        raise ValueError(f"minimal pairs {pairs} need {n_pairs} rows > batch {batch}")
     log(f"[{kind}] rendered {pool} training images in {time.time() - t0:.0f}s")
     loss_fn = ClipLoss() if kind == "clip" else SigLipLoss()
     opt = torch.optim.AdamW(_param_groups(model, 0.05), lr=lr, betas=(0.9, 0.98), eps=1e-6)
@@ -95,16 +107,21 @@ def train_clip(
     used = set()
     ema = None
     for step in range(steps):
-        idx = rng.choice(pool, size=batch, replace=False)
+        idx = rng.choice(pool, size=batch - n_pairs, replace=False)
         caps = random_captions(
             [scenes[i] for i in idx],
             seed=data_seed * 1_000_003 + step,
             p_full=p_full,
             keep_probs=keep_probs,
         )
+        batch_images = images[idx]
+        if n_pairs:
+            pair_images, _, pair_caps = minimal_pair_batch(pairs, data_seed + 100, step)
+            batch_images = np.concatenate([pair_images, batch_images])
+            caps = pair_caps + caps
         tokens = tok(caps)
         used.update(tokens.unique().tolist())
-        x = images_to_tensor(images[idx])
+        x = images_to_tensor(batch_images)
         img_f, txt_f, scale = model(x, tokens)[:3]
         if kind == "clip":
             loss = loss_fn(img_f, txt_f, scale)
@@ -134,6 +151,7 @@ def train_clip(
         "freeze_text": freeze_text,
         "p_full": p_full,
         "keep_probs": keep_probs,
+        "pairs": pairs,
         "steps": steps,
         "batch": batch,
         "lr": lr,

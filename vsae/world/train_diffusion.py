@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from . import clip as clip_mod
 from .captions import random_captions
-from .diffusion import build_unet, ddpm_scheduler, pack, save_unet
+from .diffusion import TEXT_ENCODER, build_unet, ddpm_scheduler, pack, save_unet
 from .render import downsample, render
 
 
@@ -32,11 +33,15 @@ def train_diffusion(
     checkpoint_every: int = 250,
     log=print,
 ) -> dict:
-    """Train the UNet conditioned on the (frozen) tiny CLIP in ``clip_dir``."""
+    """Train the UNet conditioned on the (frozen) tiny CLIP in ``clip_dir``, which is
+    copied into ``out_dir/text_encoder`` so that it travels with the UNet."""
     t0 = time.time()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text_model, _, tok = clip_mod.load(clip_dir)
+    text_dir = out_dir / TEXT_ENCODER
+    text_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("open_clip_config.json", "weights.safetensors"):
+        shutil.copyfile(Path(clip_dir) / name, text_dir / name)
+    text_model, _, tok = clip_mod.load(text_dir)
     for p in text_model.parameters():
         p.requires_grad_(False)
     unet = build_unet(seed, cross_attention_dim=text_model.transformer.width)
@@ -88,7 +93,7 @@ def train_diffusion(
         if step % 50 == 0 or step == steps - 1:
             log(f"[diffusion] step {step}/{steps} loss {run:.4f} {time.time() - t0:.0f}s")
     save_unet(ema, out_dir)
-    chosen = select_guidance(out_dir, clip_dir, steps=select_steps, log=log)
+    chosen = select_guidance(out_dir, steps=select_steps, log=log)
     summary = {
         "guidance_selection": chosen,
         "steps": steps,
@@ -107,7 +112,7 @@ GUIDANCE_CANDIDATES = (2.0, 4.0, 7.0)
 SELECTION_SEED = 777  # evaluation uses seed 0: selection and evaluation noise differ
 
 
-def select_guidance(out_dir: Path, clip_dir: Path, steps: int = 20, log=print) -> dict:
+def select_guidance(out_dir: Path, steps: int = 20, log=print) -> dict:
     """Pick the guidance scale with the best judged colour + shape accuracy on
     'a {colour} {shape}' (one image per pair, selection seed) and record it in
     ``pipeline_config.json``. Needs the judge next to ``out_dir``; else keeps 3.0."""
@@ -119,7 +124,7 @@ def select_guidance(out_dir: Path, clip_dir: Path, steps: int = 20, log=print) -
     scores: dict = {}
     best = 3.0
     if (judge_dir / "weights.safetensors").is_file():
-        model, _, tok = clip_mod.load(clip_dir)
+        model, _, tok = diffusion.load_text_encoder(out_dir)
         pipe = diffusion.load(out_dir, model, tok)
         judge = load_judge(judge_dir)
         prompts, requests = colour_shape_prompts(1)
