@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from tests.conftest import run_cli
 from vsae.commands import world as world_cmd
 
 
@@ -50,3 +51,29 @@ def test_eval_prints_one_json_object(capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics["judge"]) == {"colour", "shape", "size", "position", "background"}
     assert metrics["weights_mb"] <= 25
+
+
+def test_world_runs_through_the_vsae_entry_point(tmp_path):
+    proc = run_cli("world", "render", "--out", str(tmp_path / "imgs"), "--n", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n"] == 3
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_fast_build_writes_loadable_models(tmp_path):
+    from vsae import world
+
+    out = tmp_path / "weights"
+    proc = run_cli("world", "build", "--fast", "--out", str(out), "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report["stages"]) == {"clip", "siglip", "judge", "diffusion"}
+    log = json.loads((out / "build_log.json").read_text())
+    assert set(log["stages"]["clip"]["summary"]) == {"phase1", "phase2", "phase3"}
+    assert log["stages"]["clip"]["summary"]["phase3"]["pairs"] == {"position": 1, "shape": 1}
+    model, _, tok = world.load_clip(out)
+    assert model.encode_text(tok(["a red circle"])).shape == (1, 128)
+    pipe = world.load_diffusion(out)
+    assert pipe(["a red circle"], steps=2, seed=0)[0].size == (32, 32)
+    assert world.load_judge(out).predict(world.render(2, seed=1)[0])["colour"][0] in world.COLOURS

@@ -118,6 +118,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             metavar="A=V|B=W:P",
             help="bias the data: P(A=V | B=W) = P, e.g. 'colour=red|shape=circle:0.9'; repeatable",
         )
+    p.set_defaults(run=run)
     return p
 
 

@@ -3,8 +3,11 @@
 Stages run in order: clip, siglip, judge, diffusion.
 
 * clip: phase 1 trains a tiny CLIP from scratch (``_phase1/clip``, not shipped);
-  phase 2 fine-tunes its image tower and text projection (text transformer frozen).
-* siglip: starts from the phase-1 CLIP and trains every weight with the sigmoid loss.
+  phase 2 fine-tunes its image tower and text projection (text transformer frozen,
+  ``_phase2/clip``); phase 3 fine-tunes every weight on batches that are half
+  minimal pairs (``pairs.py``), which is what teaches both towers position.
+* siglip: starts from the phase-1 CLIP, trains every weight with the sigmoid loss
+  (``_phase2/siglip``), then phase 3 as for CLIP.
 * judge: the attribute classifier, from scratch.
 * diffusion: the UNet, conditioned on the CLIP text transformer (identical in
   phase 1 and phase 2); picks its default guidance with the judge. Each stage's wall time and
@@ -34,6 +37,31 @@ PHASE2 = {
     "keep_probs": {"position": 0.8, "shape": 0.8, "colour": 0.3, "size": 0.35, "background": 0.3},
 }
 
+# phase 3 (every weight): 12 position groups (48 rows) and 6 shape groups (36 rows) per
+# batch of 128, so that matching captions needs position and shape
+PHASE3 = {
+    "steps": 600,
+    "lr": 1.5e-3,
+    "pool": 8192,
+    "p_full": 0.3,
+    "pairs": {"position": 12, "shape": 6},
+}
+PHASE3_DATA_SEED = {"clip": 4, "siglip": 5}
+
+
+def _phase3(out: Path, kind: str, log, fast: bool) -> dict:
+    from .train_clip import train_clip
+
+    kw = {"steps": 4, "pool": 256, "pairs": {"position": 1, "shape": 1}} if fast else PHASE3
+    return train_clip(
+        out / kind,
+        kind=kind,
+        init_from=out / "_phase2" / kind,
+        data_seed=PHASE3_DATA_SEED[kind],
+        log=log,
+        **kw,
+    )
+
 
 def _log_to(path: Path):
     def log(msg: str) -> None:
@@ -60,7 +88,7 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
             phase1 = train_clip(p1, kind="clip", log=log, **kw)
         kw = {"steps": 4, "pool": 256} if fast else PHASE2
         phase2 = train_clip(
-            out / "clip",
+            out / "_phase2" / "clip",
             kind="clip",
             init_from=out / "_phase1" / "clip",
             freeze_text=True,
@@ -68,7 +96,7 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
             log=log,
             **kw,
         )
-        return {"phase1": phase1, "phase2": phase2}
+        return {"phase1": phase1, "phase2": phase2, "phase3": _phase3(out, "clip", log, fast)}
     if stage == "siglip":
         from .train_clip import train_clip
 
@@ -77,14 +105,15 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
                 f"the siglip stage starts from {out / '_phase1' / 'clip'}: run the clip stage first"
             )
         kw = {"steps": 4, "pool": 256} if fast else PHASE2
-        return train_clip(
-            out / "siglip",
+        phase2 = train_clip(
+            out / "_phase2" / "siglip",
             kind="siglip",
             init_from=out / "_phase1" / "clip",
             data_seed=3,
             log=log,
             **kw,
         )
+        return {"phase2": phase2, "phase3": _phase3(out, "siglip", log, fast)}
     if stage == "judge":
         from .judge import train_judge
 

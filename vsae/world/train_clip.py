@@ -51,6 +51,7 @@ def train_clip(
     p_full: float = 0.4,
     keep_probs: dict[str, float] | None = None,
     pairs: dict[str, int] | None = None,
+    pos_scale: float = 1.0,
     log_every: int = 50,
     log=print,
 ) -> dict:
@@ -70,6 +71,10 @@ def train_clip(
         Minimal-pair groups per step (see ``pairs.minimal_pair_batch``), e.g.
         ``{"position": 12, "shape": 6}``; they take that many rows of the batch and
         the rest stays random renders from the pool.
+    pos_scale
+        Multiply the image tower's positional embedding by this once, before training.
+        Object patches embed with norms ~15x the positional embedding's, so after
+        ``ln_pre`` position is a few percent of each token and the tower never learns it.
 
     Returns a summary dict (steps, seconds, final loss, held-out zero-shot accuracy).
     """
@@ -82,6 +87,9 @@ def train_clip(
         from_clip = init_kind.get("kind", "clip") == "clip"
         skip = ("logit_scale", "logit_bias") if kind == "siglip" and from_clip else ()
         load_compact(model, Path(init_from) / "weights.safetensors", skip=skip)
+    if pos_scale != 1.0:
+        with torch.no_grad():
+            model.visual.positional_embedding.mul_(pos_scale)
     if freeze_text:
         for name, p in model.named_parameters():
             if name.startswith(
@@ -152,6 +160,7 @@ def train_clip(
         "p_full": p_full,
         "keep_probs": keep_probs,
         "pairs": pairs,
+        "pos_scale": pos_scale,
         "steps": steps,
         "batch": batch,
         "lr": lr,
