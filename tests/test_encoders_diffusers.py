@@ -4,6 +4,8 @@ The pipelines are real diffusers/transformers components with random weights, sa
 and loaded back through ``diffusers:<path>``: no downloads, no mocks.
 """
 
+import json
+
 import pytest
 import torch
 from pipeline_helpers import tiny_sd_pipeline, tiny_unet
@@ -221,3 +223,26 @@ def test_pipeline_errors_and_hash_mode(tmp_path):
     assert src.hookpoints == ["mid_block.attentions.0"]
     out = src(src.prepare(prompts("a red cube")))
     assert out["mid_block.attentions.0"].shape == (2, 16, 64)
+
+
+def test_stochastic_scheduler_is_seeded_per_input(tmp_path):
+    """SDXL-Turbo's kind of scheduler (Euler ancestral) adds noise at every step."""
+    root = tiny_sd_pipeline(tmp_path / "pipe", sdxl=True)
+    index = json.loads((root / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "EulerAncestralDiscreteScheduler"]
+    (root / "model_index.json").write_text(json.dumps(index))
+    cfg_file = root / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["_class_name"] = "EulerAncestralDiscreteScheduler"
+    cfg_file.write_text(json.dumps(cfg))
+    src = from_spec(f"diffusers:{root}", num_steps=3, timesteps=[2])
+    assert type(src.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
+    assert type(src.pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
+    hp = "mid_block.attentions.0"
+    items = prompts("a red cube", "a blue ball")
+    both = src(src.prepare(items))[hp]
+    torch.testing.assert_close(src(src.prepare(items))[hp], both)  # same noise on a rerun
+    alone = src(src.prepare(items[1:]))[hp]  # the step noise of an input does not depend on
+    torch.testing.assert_close(alone, both[1:], rtol=1e-4, atol=1e-5)  # its batch
+    other = from_spec(f"diffusers:{root}", num_steps=3, timesteps=[2], seed=1)
+    assert (other(other.prepare(items))[hp] - both).abs().max() > 1e-3

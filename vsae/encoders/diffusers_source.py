@@ -209,7 +209,8 @@ class DiffusersSource(ActivationSource):
     device : str
         Where the U-Net and text encoders run.
     dtype : str
-        Weights dtype when loading: ``float32``, ``float16`` or ``bfloat16``.
+        Weights dtype: ``float32`` (default), ``float16`` or ``bfloat16``; a given ``unet`` is
+        cast when it is not ``float32``. Activations are returned in float32.
     unet : UNet2DConditionModel, optional
         An already built U-Net (then ``model`` is only a name).
     scheduler : diffusers scheduler, optional
@@ -285,6 +286,8 @@ class DiffusersSource(ActivationSource):
                     ) from exn
                 if is_pipeline:
                     self.vae_scale_factor = _vae_scale_factor(model)
+        elif dtype != "float32":
+            unet = unet.to(DTYPES[dtype])  # a given U-Net is cast only when asked to
         self.unet = unet.eval().to(self.device)
         if scheduler is None and is_pipeline:
             try:
@@ -353,7 +356,7 @@ class DiffusersSource(ActivationSource):
             "guidance": self.guidance,
             "latent_size": self.latent_size,
             "seed": self.seed,
-            "dtype": self.dtype,
+            "dtype": str(self.unet.dtype).removeprefix("torch."),
         }
 
     def sample_info(self, j: int) -> dict:
