@@ -164,7 +164,8 @@ class HeldOutRows:
         assert x_BD.ndim == 2 and x_BD.shape[1] == self.held_ND.shape[1], x_BD.shape
         x_cpu = x_BD.detach().to("cpu", torch.float32).contiguous()
         keys_B = self._keys(x_cpu)
-        hits = np.nonzero(np.isin(keys_B, self.keys))[0]
+        pos_B = np.minimum(np.searchsorted(self.keys, keys_B), len(self.keys) - 1)
+        hits = np.nonzero(self.keys[pos_B] == keys_B)[0]
         if len(hits) == 0:
             return x_BD
         keep_B = torch.ones(len(x_cpu), dtype=torch.bool)
