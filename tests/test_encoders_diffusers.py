@@ -246,3 +246,30 @@ def test_stochastic_scheduler_is_seeded_per_input(tmp_path):
     torch.testing.assert_close(alone, both[1:], rtol=1e-4, atol=1e-5)  # its batch
     other = from_spec(f"diffusers:{root}", num_steps=3, timesteps=[2], seed=1)
     assert (other(other.prepare(items))[hp] - both).abs().max() > 1e-3
+
+
+def test_extract_cli_from_a_pipeline_directory(tmp_path, capsys):
+    """``vsae extract --source diffusers:<pipeline dir>``: text encoders from the pipeline."""
+    from vsae.commands.extract import main as extract_main
+    from vsae.data.shards import load_all, read_meta
+
+    root = tiny_sd_pipeline(tmp_path / "pipe", sdxl=True)
+    (tmp_path / "prompts.txt").write_text("a red cube\na blue ball\na green cone\n")
+    args = ["--source", f"diffusers:{root}", "--data", str(tmp_path / "prompts.txt")]
+    args += ["--hookpoints", ",".join(BLOCKS), "--num-steps", "3", "--timesteps", "1,2"]
+    args += ["--guidance", "4", "--out", str(tmp_path / "acts"), "--batch-size", "2", "--quiet"]
+    assert extract_main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_samples"] == 6  # 3 prompts x 2 steps
+    meta = read_meta(tmp_path / "acts")
+    assert meta["source"] == f"diffusers:{root}"
+    assert meta["options"]["timesteps"] == [1, 2] and meta["options"]["guidance"] == 4.0
+    stored = load_all(tmp_path / "acts", BLOCKS[1]).astype("float32")  # [6 * 16, 64]
+    src = from_spec(
+        f"diffusers:{root}", hookpoints=BLOCKS, num_steps=3, timesteps=[1, 2], guidance=4.0
+    )
+    direct = src(src.prepare(prompts("a red cube", "a blue ball", "a green cone")))[BLOCKS[1]]
+    assert stored.shape == (6 * 16, 64)
+    torch.testing.assert_close(  # float16 storage
+        torch.from_numpy(stored), direct.reshape(-1, 64), rtol=2e-3, atol=2e-3
+    )
