@@ -166,6 +166,11 @@ def load_pipeline(model: str, spec: str, dtype: torch.dtype = torch.float32) -> 
         raise SourceError(f"{spec}: {name} has no UNet2DConditionModel 'unet' component")
     if not callable(getattr(pipe, "encode_prompt", None)):
         raise SourceError(f"{spec}: {name} has no encode_prompt; cannot condition on prompts")
+    if getattr(pipe.config, "requires_aesthetics_score", False):
+        raise SourceError(
+            f"{spec}: {name} conditions on an aesthetic score (an SDXL refiner); only "
+            "text-to-image pipelines (SD 1.x, SDXL, SDXL-Turbo) are supported"
+        )
     return pipe, _vae_scale_factor(model)
 
 
@@ -253,6 +258,7 @@ class DiffusersSource(ActivationSource):
         self.dtype = dtype
         path = Path(model).expanduser()
         local = path.exists()
+        where = str(path) if local else model  # what from_pretrained is given
         self.pipe = None
         self.vae_scale_factor = 8
         is_pipeline = False
@@ -270,7 +276,7 @@ class DiffusersSource(ActivationSource):
                     "nor config.json (a U-Net)"
                 )
             if is_pipeline and prompt_encoder == "pipeline":
-                self.pipe, self.vae_scale_factor = load_pipeline(model, self.spec, DTYPES[dtype])
+                self.pipe, self.vae_scale_factor = load_pipeline(where, self.spec, DTYPES[dtype])
                 unet = self.pipe.unet
                 if scheduler is None:
                     scheduler = self.pipe.scheduler
@@ -278,20 +284,20 @@ class DiffusersSource(ActivationSource):
                 sub = "unet" if is_pipeline else None
                 try:
                     unet = UNet2DConditionModel.from_pretrained(
-                        model, subfolder=sub, **_dtype_kwargs(DTYPES[dtype])
+                        where, subfolder=sub, **_dtype_kwargs(DTYPES[dtype])
                     )
                 except (OSError, ValueError) as exn:
                     raise SourceError(
                         f"{self.spec}: cannot load a UNet2DConditionModel ({exn})"
                     ) from exn
                 if is_pipeline:
-                    self.vae_scale_factor = _vae_scale_factor(model)
+                    self.vae_scale_factor = _vae_scale_factor(where)
         elif dtype != "float32":
             unet = unet.to(DTYPES[dtype])  # a given U-Net is cast only when asked to
         self.unet = unet.eval().to(self.device)
         if scheduler is None and is_pipeline:
             try:
-                sched_cfg = DDIMScheduler.load_config(model, subfolder="scheduler")
+                sched_cfg = DDIMScheduler.load_config(where, subfolder="scheduler")
             except (OSError, ValueError) as exn:
                 raise SourceError(f"{self.spec}: cannot read the scheduler config ({exn})") from exn
             cls = getattr(diffusers, sched_cfg.get("_class_name", "DDIMScheduler"), DDIMScheduler)
