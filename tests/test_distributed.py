@@ -17,10 +17,12 @@ from vsae.training.distributed import (
     average_gradients,
     is_main_process,
     setup_distributed,
+    wrap_ddp,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "ddp_train_worker.py"
+WRAP_WORKER = REPO / "tests" / "ddp_wrap_worker.py"
 
 
 def sparse_shards(out: Path, n: int = 1000, d: int = 16, f: int = 48) -> None:
@@ -56,9 +58,51 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     average_gradients(lin)
     assert torch.equal(lin.weight.grad, g)
     assert float(all_reduce_mean(3.0)) == 3.0
+    assert wrap_ddp(lin, info) is lin  # not distributed: the module itself
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
         setup_distributed()
+
+
+def clean_env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    return env
+
+
+def torchrun(script: Path, *args: str) -> list[str]:
+    """The command line running script under torchrun with 2 processes on a free port."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        *args,
+    ]
+
+
+@pytest.mark.slow
+def test_wrap_ddp_matches_average_gradients_and_global_batch(tmp_path):
+    out = tmp_path / "wrap.json"
+    run = subprocess.run(
+        torchrun(WRAP_WORKER, str(out)),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["wrapper"] == "DistributedDataParallel" and r["world_size"] == 2
+    assert r["moved"] > 1e-2  # the steps did something
+    assert r["ddp_vs_average_gradients"] < 1e-6
+    assert r["ddp_vs_global_batch"] < 1e-5  # equal per-rank batches: mean of means
+    assert r["rank_spread"] == 0.0  # ranks hold identical weights
 
 
 @pytest.mark.slow

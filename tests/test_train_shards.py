@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from tests.conftest import ROOT, run_cli
 from vsae.data.shards import ActivationWriter
@@ -114,3 +116,41 @@ def test_two_process_ddp_matches_one_process(shard_dir, tmp_path):
     # Same number of steps; each rank sees its own half of every global batch.
     assert m2["fvu"] < m1["fvu"] * 1.25 + 0.02, (m1, m2)
     assert abs(m2["l0"] - m1["l0"]) < 1.0
+
+
+def test_iterable_source_passes_reshuffle_and_skip_the_held_out_rows(tmp_path):
+    """Training passes over shards: a new order per (seed, pass), held-out rows never trained."""
+    from vsae.data.shards import open_batches
+    from vsae.training.sources import IterableSource
+
+    w = ActivationWriter(tmp_path, {"x": 4}, shard_size=5)
+    for i in range(60):  # 120 vectors, column 0 is a unique id
+        w.add(i, {"x": np.array([[2 * i, 1, 2, 3], [2 * i + 1, 1, 2, 3]], dtype=np.float32)})
+    w.finish()
+
+    def source(seed=0):
+        loader = open_batches(tmp_path, 8, seed=seed, shuffle_buffer=20)
+        return IterableSource(loader, batch_size=8, eval_samples=16, hold=16)
+
+    src = source()
+    held = set(src.held[:, 0].int().tolist())
+    assert len(held) == 16  # two 8-row batches
+    steps = 3 * ((120 - 16) // 8)  # three passes over the 104 training rows
+    batches = [src.batch(s) for s in range(steps)]
+    assert src.passes == 2  # passes 0, 1 and 2, of 13 batches each
+    ids = torch.cat(batches)[:, 0].int().tolist()
+    assert not held & set(ids)  # the held-out rows are never trained on, in any pass
+    first, second, third = ids[:104], ids[104:208], ids[208:312]
+    everything = set(range(120)) - held
+    # the first pass continues after the held-out prefix; each later pass is a full shuffled
+    # pass less the held-out rows
+    assert sorted(first) == sorted(second) == sorted(third) == sorted(everything)
+    assert first != second and second != third  # every pass in its own order
+
+    again = source()  # deterministic: same seed, same passes
+    assert all(torch.equal(a, again.batch(s)) for s, a in enumerate(batches))
+    resumed = source()
+    resumed.start_at(20)  # a resumed run replays passes 0.. and continues identically
+    assert all(torch.equal(batches[s], resumed.batch(s)) for s in range(20, steps))
+    other = source(seed=1)
+    assert not all(torch.equal(a, other.batch(s)) for s, a in enumerate(batches))

@@ -94,6 +94,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="the pipeline's text encoder, or a fixed random embedding per prompt",
     )
     g.add_argument("--seed", type=int, default=None, help="seed of the initial latents")
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="weights dtype of a loaded pipeline or U-Net (default float32)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
     return p
@@ -112,6 +118,7 @@ def source_options(args: argparse.Namespace) -> dict:
         "latent_size": args.latent_size,
         "prompt_encoder": args.prompt_encoder,
         "seed": args.seed,
+        "dtype": args.dtype,
     }
     if args.timesteps is not None:
         diff["timesteps"] = (

@@ -355,6 +355,11 @@ class _Loader:
         return len(self.dataset)
 
     def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter()`` epoch ``epoch`` (later ones count on from it).
+
+        An epoch's shard order and shuffle-buffer draws are a pure function of (seed, epoch,
+        rank slot), whatever was iterated before; without calls, iterations count 0, 1, ...
+        """
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[torch.Tensor]:

@@ -49,7 +49,8 @@ def from_spec(
         Hookpoints to return (family default when None).
     **opts
         Family options: ``tokens`` (open_clip, timm); ``output``, ``num_steps``, ``timesteps``,
-        ``guidance``, ``latent_size``, ``prompt_encoder``, ``seed`` (diffusers); ``device``.
+        ``guidance``, ``latent_size``, ``prompt_encoder``, ``seed``, ``dtype`` (diffusers);
+        ``device``.
 
     Returns
     -------

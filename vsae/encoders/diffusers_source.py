@@ -5,20 +5,35 @@ modules inside the ``UNet2DConditionModel`` (e.g. ``down_blocks.2.attentions.1``
 one vector per spatial position, [N, H*W, C]: the block output, or the block update
 (output - input) with ``output="update"``. Under classifier-free guidance (``guidance > 1``) the
 U-Net runs on [unconditional; conditional] and only the conditional half is kept.
+
+A full pipeline (``model_index.json``: StableDiffusionPipeline, StableDiffusionXLPipeline, ...) is
+loaded with its own text encoders, tokenizers and scheduler, and prompts condition the U-Net
+through the pipeline's ``encode_prompt``, exactly as the pipeline does: SD 1.x the text encoder's
+last hidden state; SDXL both text encoders' penultimate hidden states concatenated, plus the
+pooled text embedding and the size/crop time ids as ``added_cond_kwargs``; the negative
+(unconditional) embeddings are the pipeline's too (SDXL: zeros when
+``force_zeros_for_empty_prompt``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import inspect
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .base import ActivationSource, SourceError, parse_pretrained
 
 PromptEncoder = Callable[[list[str]], tuple[torch.Tensor, "torch.Tensor | None"]]
+
+# pipeline components that play no part in the U-Net's forward pass: never loaded
+UNUSED_COMPONENTS = ("vae", "safety_checker", "feature_extractor", "image_encoder")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class HashPromptEncoder:
@@ -46,32 +61,127 @@ class HashPromptEncoder:
         return emb, pooled
 
 
-def _pipeline_encoder(path: str, device: torch.device) -> PromptEncoder:
-    """Text encoder(s) of a full diffusers pipeline (needs ``transformers``)."""
-    try:
-        import transformers  # noqa: F401
-    except ImportError as exn:
-        raise SourceError(
-            f"{path}: encoding prompts with the pipeline's text encoder needs the "
-            "'transformers' package; or pass prompt_encoder='hash'"
-        ) from exn
-    from diffusers import DiffusionPipeline
+class PipelinePromptEncoder:
+    """A diffusers pipeline's own prompt encoding (its text encoders and tokenizers).
 
-    pipe = DiffusionPipeline.from_pretrained(path, unet=None, vae=None).to(device)
+    Parameters
+    ----------
+    pipe : DiffusionPipeline
+        A pipeline with ``encode_prompt`` (StableDiffusionPipeline, StableDiffusionXLPipeline).
+    device : torch.device
+        Where the text encoders run.
+    """
 
-    def encode(prompts: list[str]):
-        res = pipe.encode_prompt(
-            prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    def __init__(self, pipe: Any, device: torch.device):
+        self.pipe = pipe
+        self.device = device
+
+    def encode_with_negative(
+        self, prompts: list[str], guidance: bool
+    ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None] | None]:
+        """Conditional and (under guidance) unconditional embeddings, as the pipeline makes them.
+
+        Returns
+        -------
+        (dict, dict or None)
+            ``{"emb": [B, L, C], "pooled": [B, P] or None}`` for the prompts, and the same for
+            the pipeline's negative prompt (None without guidance).
+        """
+        res = self.pipe.encode_prompt(
+            prompt=list(prompts),
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=guidance,
         )
-        emb = res[0]
-        pooled = res[2] if len(res) == 4 else None  # SDXL: (emb, neg, pooled, neg_pooled)
-        return emb, pooled
+        if len(res) == 4:  # SDXL: (emb, negative emb, pooled, negative pooled)
+            emb, neg, pooled, neg_pooled = res
+        elif len(res) == 2:  # SD 1.x: (emb, negative emb)
+            (emb, neg), pooled, neg_pooled = res, None, None
+        else:
+            raise SourceError(
+                f"{type(self.pipe).__name__}.encode_prompt returned {len(res)} values; "
+                "expected 2 (SD 1.x) or 4 (SDXL)"
+            )
+        assert emb.ndim == 3 and emb.shape[0] == len(prompts), emb.shape
+        cond = {"emb": emb, "pooled": pooled}
+        uncond = {"emb": neg, "pooled": neg_pooled} if guidance else None
+        return cond, uncond
 
-    return encode
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cond, _ = self.encode_with_negative(prompts, guidance=False)
+        return cond["emb"], cond["pooled"]
+
+
+def _looks_like_repo_id(model: str) -> bool:
+    """``owner/name`` that is not an existing path: a Hugging Face Hub repo id."""
+    return bool(REPO_ID_RE.match(model)) and not Path(model).expanduser().exists()
+
+
+def _vae_scale_factor(model: str) -> int:
+    """Pixels per latent position, as the pipeline computes it from its VAE config (else 8)."""
+    from diffusers import AutoencoderKL
+
+    try:
+        cfg = AutoencoderKL.load_config(model, subfolder="vae")
+    except (OSError, ValueError):
+        return 8
+    return 2 ** (len(cfg.get("block_out_channels", (0,) * 4)) - 1)
+
+
+def _dtype_kwargs(dtype: torch.dtype) -> dict:
+    """``from_pretrained`` dtype argument; none for float32, the default of every version."""
+    return {} if dtype == torch.float32 else {"torch_dtype": dtype}
+
+
+def load_pipeline(model: str, spec: str, dtype: torch.dtype = torch.float32) -> tuple[Any, int]:
+    """Load a diffusers pipeline without the components the U-Net does not use.
+
+    Parameters
+    ----------
+    model : str
+        Pipeline directory with ``model_index.json``, or a Hub repo id.
+    spec : str
+        The source spec, for error messages.
+    dtype : torch.dtype
+        Weights dtype.
+
+    Returns
+    -------
+    (DiffusionPipeline, int)
+        The pipeline (no VAE, safety checker or image encoder loaded) and its VAE scale factor.
+    """
+    from diffusers import DiffusionPipeline, UNet2DConditionModel
+
+    try:
+        index = DiffusionPipeline.load_config(model)
+    except (OSError, ValueError) as exn:
+        raise SourceError(f"{spec}: cannot read the pipeline's model_index.json ({exn})") from exn
+    skip = {name: None for name in UNUSED_COMPONENTS if name in index}
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model, **_dtype_kwargs(dtype), **skip)
+    except (OSError, ValueError, TypeError, ImportError) as exn:
+        raise SourceError(f"{spec}: cannot load the diffusers pipeline ({exn})") from exn
+    name = type(pipe).__name__
+    if not isinstance(getattr(pipe, "unet", None), UNet2DConditionModel):
+        raise SourceError(f"{spec}: {name} has no UNet2DConditionModel 'unet' component")
+    if not callable(getattr(pipe, "encode_prompt", None)):
+        raise SourceError(f"{spec}: {name} has no encode_prompt; cannot condition on prompts")
+    if getattr(pipe.config, "requires_aesthetics_score", False):
+        raise SourceError(
+            f"{spec}: {name} conditions on an aesthetic score (an SDXL refiner); only "
+            "text-to-image pipelines (SD 1.x, SDXL, SDXL-Turbo) are supported"
+        )
+    return pipe, _vae_scale_factor(model)
 
 
 def _is_transformer2d(module: torch.nn.Module) -> bool:
     return type(module).__name__ == "Transformer2DModel"
+
+
+def _seed(*parts: object) -> int:
+    """A 63-bit seed derived from the parts (independent streams for latents and step noise)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class DiffusersSource(ActivationSource):
@@ -80,8 +190,8 @@ class DiffusersSource(ActivationSource):
     Parameters
     ----------
     model : str
-        A pipeline directory (``model_index.json``, U-Net in ``unet/``), a U-Net directory
-        (``config.json``), or a Hub repo id (needs network).
+        A pipeline directory (``model_index.json``), a U-Net directory (``config.json``), or a
+        Hub pipeline repo id such as ``stabilityai/sdxl-turbo`` (needs network or the HF cache).
     hookpoints : list of str
         ``Transformer2DModel`` module names; default: every such block in the mid block.
     output : str
@@ -95,10 +205,17 @@ class DiffusersSource(ActivationSource):
     latent_size : int, optional
         Latent height = width (default: ``unet.config.sample_size``).
     prompt_encoder : "pipeline", "hash" or callable
-        How prompts become ``encoder_hidden_states`` (and SDXL pooled embeddings). A callable maps
-        a list of prompts to (embeddings [B, L, C], pooled [B, P] or None).
+        How prompts become ``encoder_hidden_states`` (and SDXL pooled embeddings). ``"pipeline"``:
+        the pipeline's own ``encode_prompt`` (text encoders, tokenizers, negative prompt). A
+        callable maps a list of prompts to (embeddings [B, L, C], pooled [B, P] or None); the
+        unconditional input is then the callable applied to empty prompts.
     seed : int
-        Seed of the initial latents (per input: seeded by (seed, input index)).
+        Seed of the initial latents and of stochastic scheduler steps (per input index).
+    device : str
+        Where the U-Net and text encoders run.
+    dtype : str
+        Weights dtype: ``float32`` (default), ``float16`` or ``bfloat16``; a given ``unet`` is
+        cast when it is not ``float32``. Activations are returned in float32.
     unet : UNet2DConditionModel, optional
         An already built U-Net (then ``model`` is only a name).
     scheduler : diffusers scheduler, optional
@@ -118,10 +235,12 @@ class DiffusersSource(ActivationSource):
         prompt_encoder: str | PromptEncoder = "pipeline",
         seed: int = 0,
         device: str = "cpu",
+        dtype: str = "float32",
         unet=None,
         scheduler=None,
         prompt_seq_len: int = 8,
     ):
+        import diffusers
         from diffusers import DDIMScheduler, UNet2DConditionModel
 
         self.spec = f"diffusers:{model}"
@@ -129,30 +248,62 @@ class DiffusersSource(ActivationSource):
         self.device = torch.device(device)
         if output not in ("update", "output"):
             raise SourceError(f"output={output!r}; expected 'update' or 'output'")
+        if dtype not in DTYPES:
+            raise SourceError(f"dtype={dtype!r}; expected one of {sorted(DTYPES)}")
+        if isinstance(prompt_encoder, str) and prompt_encoder not in ("pipeline", "hash"):
+            raise SourceError(
+                f"prompt_encoder={prompt_encoder!r}; expected 'pipeline', 'hash' or a callable"
+            )
         self.output = output
-        path = Path(model)
-        is_pipeline = (path / "model_index.json").is_file()
+        self.dtype = dtype
+        path = Path(model).expanduser()
+        local = path.exists()
+        where = str(path) if local else model  # what from_pretrained is given
+        self.pipe = None
+        self.vae_scale_factor = 8
+        is_pipeline = False
         if unet is None:
-            sub = "unet" if is_pipeline else None
-            try:
-                unet = UNet2DConditionModel.from_pretrained(model, subfolder=sub)
-            except (OSError, ValueError) as exn:
+            if not local and not _looks_like_repo_id(model):
                 raise SourceError(
-                    f"{self.spec}: cannot load a UNet2DConditionModel ({exn})"
-                ) from exn
-        self.unet = unet.eval().to(self.device)
-        if scheduler is None:
-            if is_pipeline and (path / "scheduler").is_dir():
-                sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
-                import diffusers
-
-                cls = getattr(
-                    diffusers, sched_cfg.get("_class_name", "DDIMScheduler"), DDIMScheduler
+                    f"{self.spec}: no such directory {str(path)!r} (nor a Hub repo id 'owner/name')"
                 )
-                scheduler = cls.from_pretrained(model, subfolder="scheduler")
+            if local and not path.is_dir():
+                raise SourceError(f"{self.spec}: {str(path)!r} is not a directory")
+            is_pipeline = (path / "model_index.json").is_file() or not local
+            if local and not is_pipeline and not (path / "config.json").is_file():
+                raise SourceError(
+                    f"{self.spec}: {str(path)!r} holds neither model_index.json (a pipeline) "
+                    "nor config.json (a U-Net)"
+                )
+            if is_pipeline and prompt_encoder == "pipeline":
+                self.pipe, self.vae_scale_factor = load_pipeline(where, self.spec, DTYPES[dtype])
+                unet = self.pipe.unet
+                if scheduler is None:
+                    scheduler = self.pipe.scheduler
             else:
-                scheduler = DDIMScheduler()
-        self.scheduler = scheduler
+                sub = "unet" if is_pipeline else None
+                try:
+                    unet = UNet2DConditionModel.from_pretrained(
+                        where, subfolder=sub, **_dtype_kwargs(DTYPES[dtype])
+                    )
+                except (OSError, ValueError) as exn:
+                    raise SourceError(
+                        f"{self.spec}: cannot load a UNet2DConditionModel ({exn})"
+                    ) from exn
+                if is_pipeline:
+                    self.vae_scale_factor = _vae_scale_factor(where)
+        elif dtype != "float32":
+            unet = unet.to(DTYPES[dtype])  # a given U-Net is cast only when asked to
+        self.unet = unet.eval().to(self.device)
+        if scheduler is None and is_pipeline:
+            try:
+                sched_cfg = DDIMScheduler.load_config(where, subfolder="scheduler")
+            except (OSError, ValueError) as exn:
+                raise SourceError(f"{self.spec}: cannot read the scheduler config ({exn})") from exn
+            cls = getattr(diffusers, sched_cfg.get("_class_name", "DDIMScheduler"), DDIMScheduler)
+            scheduler = cls.from_config(sched_cfg)
+        self.scheduler = scheduler if scheduler is not None else DDIMScheduler()
+        self._step_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         cfg = self.unet.config
         self.sdxl = cfg.addition_embed_type == "text_time"
         self.pooled_dim = None
@@ -160,23 +311,18 @@ class DiffusersSource(ActivationSource):
             self.pooled_dim = int(
                 cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
             )
-        if isinstance(prompt_encoder, str):
-            if prompt_encoder == "hash":
-                prompt_encoder = HashPromptEncoder(
-                    prompt_seq_len, int(cfg.cross_attention_dim), self.pooled_dim
-                )
-            elif prompt_encoder == "pipeline":
-                if not is_pipeline:
-                    raise SourceError(
-                        f"{self.spec}: not a pipeline directory (no "
-                        "model_index.json), so there is no text encoder; pass "
-                        "prompt_encoder='hash' or a callable"
-                    )
-                prompt_encoder = _pipeline_encoder(model, self.device)
-            else:
+        if prompt_encoder == "hash":
+            prompt_encoder = HashPromptEncoder(
+                prompt_seq_len, int(cfg.cross_attention_dim), self.pooled_dim
+            )
+        elif prompt_encoder == "pipeline":
+            if self.pipe is None:
                 raise SourceError(
-                    f"prompt_encoder={prompt_encoder!r}; expected 'pipeline', 'hash' or a callable"
+                    f"{self.spec}: not a pipeline directory (no model_index.json), so there "
+                    "is no text encoder; pass prompt_encoder='hash' or a callable"
                 )
+            self.pipe.to(self.device)
+            prompt_encoder = PipelinePromptEncoder(self.pipe, self.device)
         self.prompt_encoder = prompt_encoder
         modules = dict(self.unet.named_modules())
         blocks = [n for n, m in modules.items() if _is_transformer2d(m)]
@@ -216,25 +362,53 @@ class DiffusersSource(ActivationSource):
             "guidance": self.guidance,
             "latent_size": self.latent_size,
             "seed": self.seed,
+            "dtype": str(self.unet.dtype).removeprefix("torch."),
         }
 
     def sample_info(self, j: int) -> dict:
         return {"step": self.steps[j], "timestep": self.timestep_values[self.steps[j]]}
+
+    def encode_prompts(
+        self, prompts: list[str]
+    ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None] | None]:
+        """Conditional and (under guidance) unconditional prompt embeddings.
+
+        Returns
+        -------
+        (dict, dict or None)
+            ``{"emb": [B, L, C], "pooled": [B, P] or None}`` each.
+        """
+        guided = self.guidance > 1.0
+        pair = getattr(self.prompt_encoder, "encode_with_negative", None)
+        if pair is not None:
+            cond, uncond = pair(prompts, guided)
+        else:
+            emb, pooled = self.prompt_encoder(prompts)
+            cond = {"emb": emb, "pooled": pooled}
+            uncond = None
+            if guided:
+                ue, up = self.prompt_encoder([""] * len(prompts))
+                uncond = {"emb": ue, "pooled": up}
+        for half in (cond, uncond):
+            if half is None:
+                continue
+            emb_BLC = half["emb"]
+            if emb_BLC.ndim != 3 or emb_BLC.shape[0] != len(prompts):
+                raise SourceError(
+                    f"{self.spec}: prompt embeddings have shape {tuple(emb_BLC.shape)}; "
+                    f"expected [{len(prompts)}, L, {self.unet.config.cross_attention_dim}]"
+                )
+        return cond, uncond
 
     def prepare(self, items) -> dict:
         prompts = [it.text for it in items]
         if any(p is None for p in prompts):
             bad = next(it.key for it in items if it.text is None)
             raise SourceError(f"{self.spec}: input {bad!r} has no prompt")
-        emb, pooled = self.prompt_encoder(list(prompts))
-        cond = {"emb": emb, "pooled": pooled}
-        uncond = None
-        if self.guidance > 1.0:
-            ue, up = self.prompt_encoder([""] * len(prompts))
-            uncond = {"emb": ue, "pooled": up}
+        cond, uncond = self.encode_prompts(list(prompts))
         c = int(self.unet.config.in_channels)
         s = self.latent_size
-        latents = torch.stack(
+        latents_BCHW = torch.stack(
             [
                 torch.randn(
                     c,
@@ -245,21 +419,34 @@ class DiffusersSource(ActivationSource):
                 for it in items
             ]
         )
-        return {"cond": cond, "uncond": uncond, "latents": latents}
+        return {
+            "cond": cond,
+            "uncond": uncond,
+            "latents": latents_BCHW,
+            "index": [int(it.index) for it in items],
+        }
 
-    def _added(self, pooled: torch.Tensor | None, n: int) -> dict | None:
+    def _added(self, pooled_BP: torch.Tensor | None, n: int) -> dict | None:
+        """SDXL ``added_cond_kwargs``: pooled text embeddings and the pipeline's time ids."""
         if not self.sdxl:
             return None
-        if pooled is None:
+        if pooled_BP is None:
             raise SourceError(f"{self.spec}: SDXL-style U-Net needs pooled prompt embeddings")
-        px = self.latent_size * 8  # time ids in pixels (VAE factor 8)
-        time_ids = torch.tensor([[px, px, 0, 0, px, px]], dtype=pooled.dtype).repeat(n, 1)
-        return {"text_embeds": pooled.to(self.device), "time_ids": time_ids.to(self.device)}
+        if pooled_BP.shape != (n, self.pooled_dim):
+            raise SourceError(
+                f"{self.spec}: pooled prompt embeddings have shape {tuple(pooled_BP.shape)}; "
+                f"the U-Net expects [{n}, {self.pooled_dim}]"
+            )
+        # (original size, crop top-left, target size) in pixels, as the SDXL pipeline builds them
+        px = self.latent_size * self.vae_scale_factor
+        time_ids = torch.tensor([[px, px, 0, 0, px, px]], dtype=pooled_BP.dtype).repeat(n, 1)
+        return {"text_embeds": pooled_BP.to(self.device), "time_ids": time_ids.to(self.device)}
 
     @torch.no_grad()
     def _run(self, batch: dict, record: bool):
         self.scheduler.set_timesteps(self.num_steps)
-        latents = batch["latents"].to(self.device) * self.scheduler.init_noise_sigma
+        dtype = self.unet.dtype
+        latents = batch["latents"].to(self.device, dtype) * self.scheduler.init_noise_sigma
         b = latents.shape[0]
         cfg = batch["uncond"] is not None
         emb = batch["cond"]["emb"]
@@ -268,8 +455,16 @@ class DiffusersSource(ActivationSource):
             emb = torch.cat([batch["uncond"]["emb"], emb])
             if pooled is not None:
                 pooled = torch.cat([batch["uncond"]["pooled"], pooled])
-        emb = emb.to(self.device)
+        emb = emb.to(self.device, dtype)
+        if pooled is not None:
+            pooled = pooled.to(self.device, dtype)
         added = self._added(pooled, emb.shape[0])
+        step_kw = {}
+        if self._step_generator:  # stochastic schedulers (Euler ancestral): seeded per input
+            index = batch.get("index", range(b))
+            step_kw["generator"] = [
+                torch.Generator().manual_seed(_seed(self.seed, i, "step")) for i in index
+            ]
         store: dict[str, torch.Tensor] = {}
         acts: dict[str, list[torch.Tensor]] = {hp: [] for hp in self.hookpoints}
         handles = []
@@ -296,9 +491,10 @@ class DiffusersSource(ActivationSource):
                 if record and i in self.steps:
                     for hp in self.hookpoints:
                         a = store[hp][b:] if cfg else store[hp]  # conditional half only
+                        assert a.shape[0] == b, (hp, a.shape)
                         acts[hp].append(a.flatten(2).transpose(1, 2).float().cpu())
                 if i < last:
-                    latents = self.scheduler.step(noise, t, latents).prev_sample
+                    latents = self.scheduler.step(noise, t, latents, **step_kw).prev_sample
         finally:
             for h in handles:
                 h.remove()

@@ -130,20 +130,75 @@ def rebatch(batches: Iterable, batch_size: int) -> Iterator[Tensor]:
             buf, have = ([rest] if len(rest) else []), len(rest)
 
 
+class HeldOutRows:
+    """Recognises held-out rows when they come round again (exact float32 bit match).
+
+    Rows are keyed by a wrapping 64-bit linear hash of the bit patterns of their first (up to)
+    32 values; a key hit is confirmed by comparing the whole row, so a collision never drops a
+    row that is not held out. Rows equal to a held-out row (duplicates) are dropped with it.
+
+    Parameters
+    ----------
+    held_ND : Tensor
+        The held-out rows [N, D].
+    """
+
+    def __init__(self, held_ND: Tensor) -> None:
+        assert held_ND.ndim == 2, held_ND.shape
+        self.held_ND = held_ND.detach().to("cpu", torch.float32).contiguous()
+        self.cols = min(32, self.held_ND.shape[1])
+        rng = np.random.default_rng(0x5EED)
+        self.mult_C = rng.integers(1, 2**63, size=self.cols, dtype=np.uint64) | np.uint64(1)
+        keys_N = self._keys(self.held_ND)
+        self.rows_of: dict[int, list[int]] = {}
+        for i, k in enumerate(keys_N.tolist()):
+            self.rows_of.setdefault(k, []).append(i)
+        self.keys = np.unique(keys_N)
+
+    def _keys(self, x_BD: Tensor) -> np.ndarray:
+        bits_BC = x_BD[:, : self.cols].contiguous().numpy().view(np.uint32).astype(np.uint64)
+        return (bits_BC * self.mult_C).sum(axis=1, dtype=np.uint64)  # wraps modulo 2**64
+
+    def drop(self, x_BD: Tensor) -> Tensor:
+        """``x_BD`` without its held-out rows (the same tensor when there are none)."""
+        assert x_BD.ndim == 2 and x_BD.shape[1] == self.held_ND.shape[1], x_BD.shape
+        x_cpu = x_BD.detach().to("cpu", torch.float32).contiguous()
+        keys_B = self._keys(x_cpu)
+        pos_B = np.minimum(np.searchsorted(self.keys, keys_B), len(self.keys) - 1)
+        hits = np.nonzero(self.keys[pos_B] == keys_B)[0]
+        if len(hits) == 0:
+            return x_BD
+        keep_B = torch.ones(len(x_cpu), dtype=torch.bool)
+        for i in hits.tolist():
+            for j in self.rows_of[int(keys_B[i])]:
+                if torch.equal(x_cpu[i], self.held_ND[j]):
+                    keep_B[i] = False
+                    break
+        return x_BD[keep_B.to(x_BD.device)]
+
+
 class IterableSource:
     """Training batches from an iterable; its first ``hold`` rows are held out.
 
     The held-out prefix gives the evaluation set (first ``eval_samples`` rows)
     and the sample for normalisation and data-dependent init. When the iterable
-    ends it is iterated again (a new epoch), so it must be re-iterable for runs
+    ends it is iterated again (a new pass), so it must be re-iterable for runs
     longer than one pass.
+
+    Passes are numbered 0, 1, ...; before each ``iter()`` an iterable with a
+    ``set_epoch(epoch)`` method (the shard loaders of ``vsae.data.shards``) is
+    told the pass number, so each pass has its own order, a pure function of
+    the loader's seed and the pass (and a resumed run replays the same passes).
+    From the second pass on, the held-out rows are recognised by value and
+    left out (see :class:`HeldOutRows`), whatever order the pass has.
     """
 
     def __init__(self, data: Iterable, batch_size: int, eval_samples: int, hold: int) -> None:
         self.data = data
         self.batch_size = batch_size
         self.one_shot = iter(data) is data
-        stream = rebatch(iter(data), batch_size)
+        self.passes = 0
+        stream = rebatch(self._open_pass(), batch_size)
         held: list[Tensor] = []
         have = 0
         for b in stream:
@@ -156,9 +211,21 @@ class IterableSource:
         self.held = torch.cat(held)
         self.d = self.held.shape[1]
         self.n_eval = min(eval_samples, len(self.held))
+        self._held_out = HeldOutRows(self.held)
         self._stream = stream
-        self._held_batches = len(held)
         self._next_step = 0
+
+    def _open_pass(self) -> Iterator:
+        """Iterate the data again, first telling it which pass this is (``set_epoch``)."""
+        set_epoch = getattr(self.data, "set_epoch", None)
+        if callable(set_epoch) and not self.one_shot:
+            set_epoch(self.passes)
+        return iter(self.data)
+
+    def _without_held(self, batches: Iterator) -> Iterator:
+        for b in batches:
+            b = torch.as_tensor(b)
+            yield self._held_out.drop(b) if b.ndim == 2 and b.shape[1] == self.d else b
 
     def start_at(self, step: int) -> None:
         """Skip the batches of steps already trained (resume)."""
@@ -178,10 +245,17 @@ class IterableSource:
                 raise DataError(
                     "the data iterator ran out; pass a re-iterable or fewer steps"
                 ) from None
-            self._stream = rebatch(iter(self.data), self.batch_size)
-            for _ in range(self._held_batches):  # the held-out prefix is never trained on
-                next(self._stream, None)
+        self.passes += 1
+        # the held-out prefix is never trained on: dropped by value, as later passes may
+        # bring its rows in another order
+        self._stream = rebatch(self._without_held(self._open_pass()), self.batch_size)
+        try:
             return next(self._stream)
+        except StopIteration:
+            raise DataError(
+                f"pass {self.passes} over the data gave no full batch of {self.batch_size} rows "
+                f"besides the {len(self.held)} held-out rows; lower eval_samples or batch_size"
+            ) from None
 
     def batch(self, step: int) -> Tensor:
         """The next batch; steps must be consecutive."""
