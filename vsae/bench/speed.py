@@ -4,7 +4,7 @@ For every configuration of the grid (d in {512, 768}, n in {8192, 32768}, k in {
 times a full training step (forward, backward, decoder-gradient projection, gradient
 clipping, AdamW, constraint projection) of vsae's TopK, BatchTopK, nested-k MSAE (8 levels:
 k, 2k, ..., 64k and the dense ReLU level n) and RA-SAE (8 n candidate points, each atom mixing
-its 16 nearest), and of a dense reference of each (vsae.bench.dense_reference: dense codes
+its 8 nearest), and of a dense reference of each (vsae.bench.dense_reference: dense codes
 and decode, every Matryoshka level recomputed, the RA-SAE dictionary as the dense W[N, C] @ C).
 Each measurement runs in a fresh process, so its peak memory is that configuration's alone;
 vsae and reference runs alternate, so both see the same machine load. Before timing, each
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "as early in training)")
     a("--candidates-per-atom", type=int, default=8,
       help="RA-SAE candidate points per atom (the paper uses ~8x as many as atoms)")
-    a("--n-neighbors", type=int, default=16,
+    a("--n-neighbors", type=int, default=8,
       help="RA-SAE: candidates each atom mixes (vsae's sparse W); the reference trains all")
     a("--ref-max-gb", type=float, default=6.0,
       help="skip a dense reference whose estimated memory exceeds this many GB (the "
