@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="RA-SAE: candidates each atom mixes (vsae's sparse W); the reference trains all")
     a("--ref-max-gb", type=float, default=6.0,
       help="skip a dense reference whose estimated memory exceeds this many GB (the "
-           "RA-SAE's dense W[N, 8N] with its gradient and AdamW state is 20 N^2 * 8 bytes)")
+           "RA-SAE's dense W[N, C] as parameter, gradient, two AdamW moments and matmul "
+           "gradient is 5 * 4 * N * C bytes: 10.7 GB at N=8192, C=8N)")
     a("--no-reference", action="store_true", help="time only vsae (no speedups, no checks)")
     a("--no-memory-check", action="store_true", help="skip the n=65536, d=768 memory check")
     a("--compile", action="store_true",
