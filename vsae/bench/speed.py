@@ -1,14 +1,287 @@
-"""Placeholder: the speed benchmark is being written (see the issue)."""
+"""Training-speed benchmark: vsae's sparse SAE paths against dense reference implementations.
+
+For every configuration of the grid (d in {512, 768}, n in {8192, 32768}, k in {32, 64}) it
+times a full training step (forward, backward, decoder-gradient projection, gradient
+clipping, AdamW, constraint projection) of vsae's TopK, BatchTopK, nested-k MSAE (8 levels:
+k, 2k, ..., 64k and the dense ReLU level n) and RA-SAE (8 n candidate points, each atom mixing
+its 8 nearest), and of a dense reference of each (vsae.bench.dense_reference: dense codes
+and decode, every Matryoshka level recomputed, the RA-SAE dictionary as the dense W[N, C] @ C).
+Each measurement runs in a fresh process, so its peak memory is that configuration's alone;
+vsae and reference runs alternate, so both see the same machine load. Before timing, each
+reference run checks that loss and gradients of both paths agree (float32, relative L2).
+A float64 check on odd shapes (k = 1, k = n, batch 1, n = 37) covers every architecture.
+It also reports the share of vsae TopK's step spent in the encoder matmul, and whether an
+n = 65536, d = 768 TopK SAE trains within 8 GB. Prints one JSON object, with targets as
+pass/fail. ``benchmarks/speed.py`` is a script entry point to the same code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ARCHS = ("topk", "batchtopk", "matryoshka_k", "archetypal")
+FULL_GRID = {"d": (512, 768), "n": (8192, 32768), "k": (32, 64)}
+QUICK_GRID = {"d": (32,), "n": (256,), "k": (4,)}
+EQUIV_SHAPES = ((16, 8, 37, 3), (1, 8, 37, 4), (9, 5, 37, 1), (6, 4, 37, 37))  # B, d, n, k
+EQUIV_TOL_F64 = 1e-9
+CHECK_TOL_F32 = 1e-4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the speed benchmark."""
+    """Options of ``vsae bench speed`` (also ``python benchmarks/speed.py``)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    a = parser.add_argument
+    a("--quick", action="store_true",
+      help="tiny grid (d=32, n=256, k=4, batch 64, 2 steps; memory check at n=1024): "
+           "tests the whole pipeline in well under a minute; its timings mean nothing")
+    a("--device", default="cpu", help="torch device to benchmark: cpu (default) or cuda")
+    a("--batch", type=int, default=0,
+      help="samples per step; 0 picks 1024 on CPU (the largest for which the full grid with "
+           "its dense references finishes in ~30 min on 2 cores) and 4096 on CUDA")
+    a("--steps", type=int, default=3, help="timed steps per measurement (median reported)")
+    a("--warmup", type=int, default=1,
+      help="untimed steps first (allocator warm-up; compilation with --compile)")
+    a("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
+    a("--archs", default=",".join(ARCHS), help="comma-separated subset of " + ",".join(ARCHS))
+    a("--d", default="", help="comma-separated input widths overriding the grid's")
+    a("--n", default="", help="comma-separated latent counts overriding the grid's")
+    a("--k", default="", help="comma-separated k values overriding the grid's")
+    a("--dead-frac", type=float, default=0.0,
+      help="fraction of latents marked dead so AuxK runs every step (default 0: no AuxK, "
+           "as early in training)")
+    a("--candidates-per-atom", type=int, default=8,
+      help="RA-SAE candidate points per atom (the paper uses ~8x as many as atoms)")
+    a("--n-neighbors", type=int, default=8,
+      help="RA-SAE: candidates each atom mixes (vsae's sparse W); the reference trains all")
+    a("--ref-max-gb", type=float, default=6.0,
+      help="skip a dense reference whose estimated memory exceeds this many GB (the "
+           "RA-SAE's dense W[N, C] as parameter, gradient, two AdamW moments and matmul "
+           "gradient is 5 * 4 * N * C bytes: 10.7 GB at N=8192, C=8N)")
+    a("--no-reference", action="store_true", help="time only vsae (no speedups, no checks)")
+    a("--no-memory-check", action="store_true", help="skip the n=65536, d=768 memory check")
+    a("--compile", action="store_true",
+      help="wrap both losses in torch.compile (CPU needs a C++ compiler: gcc is present "
+           "here); raise --warmup so compilation is not timed")
+    a("--no-autocast", action="store_true",
+      help="on CUDA, run in float32 instead of bf16 autocast (CPU always runs float32)")
+    a("--seed", type=int, default=0, help="seed of parameters and data")
+    a("--out", default="", help="also write the JSON to this file")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark and print JSON."""
-    raise SystemExit("vsae bench speed: not implemented yet")
+    """Run the benchmark, print one JSON object (and write it to ``--out``)."""
+    grid = dict(QUICK_GRID if args.quick else FULL_GRID)
+    for key in ("d", "n", "k"):
+        if getattr(args, key):
+            grid[key] = tuple(int(v) for v in getattr(args, key).split(","))
+    archs = tuple(a for a in args.archs.split(",") if a)
+    bad = [a for a in archs if a not in ARCHS]
+    if bad:
+        raise SystemExit(f"--archs: unknown {bad}; expected a subset of {','.join(ARCHS)}")
+    cuda = args.device.startswith("cuda")
+    batch = args.batch or (64 if args.quick else 4096 if cuda else 1024)
+    base = {
+        "batch": batch,
+        "steps": 2 if args.quick else args.steps,
+        "warmup": args.warmup,
+        "device": args.device,
+        "threads": args.threads,
+        "compile": args.compile,
+        "autocast": cuda and not args.no_autocast,
+        "dead_frac": args.dead_frac,
+        "msae_levels": 8,
+        "candidates_per_atom": args.candidates_per_atom,
+        "n_neighbors": args.n_neighbors,
+        "seed": args.seed,
+    }
+    report: dict[str, Any] = {
+        "benchmark": "speed",
+        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "command": " ".join(sys.argv),
+        "machine": _machine(args.device),
+        "settings": {**base, "grid": grid, "archs": list(archs), "quick": args.quick},
+        "equivalence": equivalence_checks(archs),
+    }
+    rows = []
+    for d in grid["d"]:
+        for n in grid["n"]:
+            for k in grid["k"]:
+                for i, arch in enumerate(archs):
+                    spec = {**base, "arch": arch, "d": d, "n": n, "k": k}
+                    rows.append(measure_pair(spec, args, reference_first=i % 2 == 1))
+                    _progress(rows[-1])
+    report["results"] = rows
+    if not args.no_memory_check:
+        spec = {**base, "arch": "topk", "d": 32 if args.quick else 768,
+                "n": 1024 if args.quick else 65536, "k": 4 if args.quick else 32,
+                "impl": "vsae", "check": False}
+        report["memory_check"] = {"spec": spec, **run_measurement(spec)}
+    report["targets"] = targets(report, grid)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def measure_pair(spec: dict[str, Any], args: argparse.Namespace, reference_first: bool) -> dict:
+    """vsae and (unless too large) the dense reference of one configuration, alternating order."""
+    row: dict[str, Any] = {k: spec[k] for k in ("arch", "d", "n", "k", "batch")}
+    ref_gb = reference_memory_gb(spec)
+    skip = None
+    if args.no_reference:
+        skip = "--no-reference"
+    elif ref_gb > args.ref_max_gb:
+        skip = f"estimated {ref_gb:.1f} GB > --ref-max-gb {args.ref_max_gb}"
+    order = ["vsae"] if skip else (["reference", "vsae"] if reference_first else
+                                   ["vsae", "reference"])
+    for impl in order:
+        res = run_measurement({**spec, "impl": impl, "check": impl == "reference"})
+        if impl == "reference" and "check" in res:
+            diffs = res.pop("check")
+            row["check"] = {"max_rel_diff": diffs["max"], "tolerance": CHECK_TOL_F32,
+                            "passed": bool(diffs["max"] < CHECK_TOL_F32), "diffs": diffs}
+        row[impl] = res
+    if skip:
+        row["reference"] = {"skipped": skip}
+    elif "error" not in row["vsae"] and "error" not in row["reference"]:
+        row["speedup"] = row["reference"]["step_s_median"] / row["vsae"]["step_s_median"]
+    return row
+
+
+def reference_memory_gb(spec: dict[str, Any]) -> float:
+    """Rough memory of the dense reference's largest part, to skip runs that cannot fit.
+
+    RA-SAE: the dense W[N, C] four times (parameter, gradient, two AdamW moments) plus its
+    matmul gradient. Others: a handful of dense [B, N] code matrices per level and the
+    [N, D] parameters with gradients and moments.
+    """
+    B, n, d = spec["batch"], spec["n"], spec["d"]
+    if spec["arch"] == "archetypal":
+        return 5 * n * spec["candidates_per_atom"] * n * 4 / 1e9
+    levels = spec["msae_levels"] if spec["arch"] == "matryoshka_k" else 1
+    return (4 * levels * B * n + 8 * n * d) * 4 / 1e9
+
+
+def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in a fresh Python process (``vsae.bench.speed_step``)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vsae.bench.speed_step", json.dumps(spec)],
+        capture_output=True, text=True, env=env,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
+    return json.loads(lines[-1])
+
+
+def equivalence_checks(archs: tuple[str, ...]) -> dict[str, Any]:
+    """float64 loss/gradient agreement of vsae and the dense reference on odd shapes.
+
+    Shapes: n = 37 (not a power of two) with k = 3, batch 16; batch 1; k = 1; k = n; each
+    with and without dead latents (AuxK). Random parameters so every one of them matters.
+    """
+    from vsae.bench.dense_reference import DenseReferenceSAE, compare_gradients
+    from vsae.bench.speed_step import build_sae
+
+    out = {}
+    for arch in archs:
+        worst, n_cases = 0.0, 0
+        for B, d, n, k in EQUIV_SHAPES:
+            spec = {"arch": arch, "d": d, "n": n, "k": k, "seed": 3, "msae_levels": 4,
+                    "candidates_per_atom": 4, "n_neighbors": 5}
+            sae = build_sae(spec).double()
+            gen = torch.Generator().manual_seed(5)
+            with torch.no_grad():
+                for p in sae.parameters():
+                    p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+                if arch == "archetypal":
+                    sae.after_step()
+            ref = DenseReferenceSAE.from_sae(sae)
+            x_BD = torch.randn(B, d, generator=gen, dtype=torch.float64) * 2 + 0.5
+            dead_N = torch.arange(n) % 3 == 0
+            for dead in (None, dead_N):
+                worst = max(worst, compare_gradients(sae, ref, x_BD, dead)["max"])
+                n_cases += 1
+        out[arch] = {"cases": n_cases, "max_rel_diff": worst, "tolerance": EQUIV_TOL_F64,
+                     "passed": bool(worst < EQUIV_TOL_F64)}
+    return out
+
+
+def targets(report: dict[str, Any], grid: dict[str, tuple[int, ...]]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured values and pass/fail (None: not measured)."""
+    rows = [r for r in report["results"] if "error" not in r.get("vsae", {"error": 1})]
+    n_big, k_small = max(grid["n"]), min(grid["k"])
+
+    def pick(arch: str, **where: int) -> list[dict]:
+        return [r for r in rows if r["arch"] == arch
+                and all(r[key] == v for key, v in where.items())]
+
+    def verdict(values: list[float], ok) -> bool | None:  # noqa: ANN001 - predicate
+        return all(ok(v) for v in values) if values else None
+
+    out = []
+    topk = [r["speedup"] for r in pick("topk", n=n_big, k=k_small) if "speedup" in r]
+    out.append({"name": "topk_speedup", "target": f">= 2.5x reference at n={n_big}, "
+                f"k={k_small} (every d)", "values": topk, "passed": verdict(topk,
+                                                                            lambda v: v >= 2.5)})
+    msae = [r["speedup"] for r in pick("matryoshka_k") if "speedup" in r]
+    out.append({"name": "msae_speedup", "target": ">= 2x reference (every configuration)",
+                "values": msae, "passed": verdict(msae, lambda v: v >= 2.0)})
+    ratios = []
+    for ra in pick("archetypal"):
+        for tk in pick("topk", d=ra["d"], n=ra["n"], k=ra["k"]):
+            ratios.append(ra["vsae"]["step_s_median"] / tk["vsae"]["step_s_median"])
+    out.append({"name": "ra_vs_topk", "target": "RA-SAE step <= 1.5x vsae TopK step, "
+                f"{report['settings']['candidates_per_atom']} candidates per atom "
+                "(every configuration)", "values": ratios,
+                "passed": verdict(ratios, lambda v: v <= 1.5)})
+    shares = [r["vsae"]["encoder_share"] for r in pick("topk")]
+    out.append({"name": "topk_encoder_share", "target": "encoder matmul >= 60% of the vsae "
+                "TopK step (every configuration)", "values": shares,
+                "passed": verdict(shares, lambda v: v >= 0.6)})
+    mem = report.get("memory_check", {})
+    peak = [mem["peak_mem_mb"] / 1024] if "peak_mem_mb" in mem else []
+    out.append({"name": "memory_n65536", "target": "TopK n=65536, d=768 trains within 8 GB "
+                "(peak GiB of the whole process)", "values": peak,
+                "passed": verdict(peak, lambda v: v <= 8.0)})
+    return out
+
+
+def _machine(device: str) -> dict[str, Any]:
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": device}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _progress(row: dict[str, Any]) -> None:
+    """One line per configuration on stderr, so long runs can be followed."""
+    v, r = row.get("vsae", {}), row.get("reference", {})
+    print(f"[speed] {row['arch']:>12} d={row['d']} n={row['n']} k={row['k']}: "
+          f"vsae {v.get('step_s_median', v.get('error', '?'))} s, "
+          f"ref {r.get('step_s_median', r.get('skipped', r.get('error', '?')))} s",
+          file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Script entry point (``benchmarks/speed.py``)."""
+    parser = argparse.ArgumentParser(prog="speed", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -150,8 +150,9 @@ class BaseSAE(nn.Module):
         grad = self.W_dec_ND.grad
         if grad is None:
             return
-        W = self.W_dec_ND
-        grad -= (grad * W).sum(-1, keepdim=True) * W
+        W_ND = self.W_dec_ND
+        # In place, without [N, D] temporaries: this runs on the whole decoder every step.
+        grad.addcmul_(W_ND, torch.linalg.vecdot(grad, W_ND).unsqueeze(-1), value=-1.0)
 
     @torch.no_grad()
     def after_step(self) -> None:

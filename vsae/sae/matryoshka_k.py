@@ -32,6 +32,8 @@ class MatryoshkaKSAE(TopKFamilySAE):
     """Nested-k MSAE with ``uw`` or ``rw`` level weighting."""
 
     arch = "matryoshka_k"
+    # A level chunk wider than N / DENSE_CHUNK_DIVISOR codes per row is decoded densely.
+    DENSE_CHUNK_DIVISOR = 16
 
     def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
         super().__init__(cfg)
@@ -54,6 +56,29 @@ class MatryoshkaKSAE(TopKFamilySAE):
         if self.infer_k == 0 or self.infer_k == self.n_latents:
             return torch.relu(pre_BN)
         return topk_codes(pre_BN, self.infer_k)
+
+    def _decode_chunk(
+        self, rows_BK: Tensor, cols_BK: Tensor, vals_BK: Tensor, atoms_ND: Tensor
+    ) -> Tensor:
+        """sum_k vals[b, k] * atoms[cols[b, k]] of the codes ranked start..k of each row.
+
+        Gathering one atom row per code reads B * K * D floats; a dense matmul reads the
+        dictionary once and runs at GEMM speed. Past ~1/16 of N codes per row (measured on
+        CPU) the dense product of the scattered chunk is faster, so wide chunks take it.
+        """
+        B, K = vals_BK.shape
+        N = self.n_latents
+        if K * self.DENSE_CHUNK_DIVISOR > N:
+            codes_BN = vals_BK.new_zeros(B, N).scatter(1, cols_BK, vals_BK)
+            return codes_BN @ atoms_ND
+        chunk = sparse.Selection(
+            rows_BK.reshape(-1),
+            cols_BK.reshape(-1),
+            torch.arange(B, device=vals_BK.device) * K,
+            B,
+            N,
+        )
+        return sparse.sparse_decode(chunk, vals_BK.reshape(-1), atoms_ND)
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Weighted mean of the per-level batch FVUs, plus AuxK."""
@@ -80,15 +105,9 @@ class MatryoshkaKSAE(TopKFamilySAE):
             cols_BK = sel.cols_M.view(B, -1)
             start = 0
             for k in sparse_levels:
-                chunk = sparse.Selection(
-                    rows_BK[:, start:k].reshape(-1),
-                    cols_BK[:, start:k].reshape(-1),
-                    torch.arange(B, device=x_BD.device) * (k - start),
-                    B,
-                    N,
+                recon_BD = recon_BD + self._decode_chunk(
+                    rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
                 )
-                vals_chunk = vals_BK[:, start:k].reshape(-1)
-                recon_BD = recon_BD + sparse.sparse_decode(chunk, vals_chunk, atoms_ND)
                 losses.append(nmse(x_BD, recon_BD))
                 first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
                 start = k

@@ -17,6 +17,7 @@ from vsae.metrics import evaluate
 from vsae.sae import BaseSAE, build
 from vsae.sae.io import CheckpointError
 from vsae.training import checkpoint as ckpt
+from vsae.training.optim import adamw
 from vsae.training.schedule import lr_factor
 from vsae.training.sources import ArraySource, DataError, IterableSource, as_array
 
@@ -107,13 +108,7 @@ def train(
     sae.init_from_data(source.sample(train_cfg.norm_samples))
     sae.to(device).train()
     params = [p for p in sae.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(
-        params,
-        lr=train_cfg.lr,
-        betas=train_cfg.betas,
-        eps=train_cfg.eps,
-        weight_decay=train_cfg.weight_decay,
-    )
+    opt = adamw(params, train_cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, steps, train_cfg.warmup_steps, train_cfg.decay_frac)
     )
