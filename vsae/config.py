@@ -99,6 +99,12 @@ class SAEConfig:
         Archetypal relaxation radius; 0 is the A-SAE, > 0 the RA-SAE.
     encoder_act : str
         Archetypal encoder activation, ``topk`` or ``batchtopk``.
+    archetype_init : str
+        Archetypal init. ``kmeans``: k-means seeded by ``seed``, atom i starts on
+        centroid i. ``shared``: k-means seeded by 0 whatever ``seed`` is, atom i on
+        centroid i, so runs differing only in ``seed`` share candidates and init.
+        ``random``: the shared candidates, but atom i starts on a random convex mix
+        of its neighbours, drawn from ``seed``.
     normalize : bool
         Mean-centre and scale inputs so that E||x - mu|| = sqrt(d_in).
     b_dec_init : str
@@ -130,6 +136,7 @@ class SAEConfig:
     n_neighbors: int = 0
     delta: float = 1.0
     encoder_act: str = "topk"
+    archetype_init: str = "kmeans"
     normalize: bool = True
     b_dec_init: str = "mean"
     aux_k: int = 0
@@ -149,6 +156,12 @@ class SAEConfig:
             "encoder_act",
             self.encoder_act,
             "'topk' or 'batchtopk'",
+        )
+        _require(
+            self.archetype_init in ("kmeans", "shared", "random"),
+            "archetype_init",
+            self.archetype_init,
+            "'kmeans', 'shared' or 'random'",
         )
         _require(
             self.b_dec_init in ("zero", "mean", "median"),

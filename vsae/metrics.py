@@ -7,6 +7,7 @@ data; dictionary metrics (MMCS, stability, shared fraction) compare atoms.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -145,3 +146,133 @@ def shared_fraction(
         if enc_match.get(i) == j and dec_cos[i, j] >= threshold and enc_cos[i, j] >= threshold:
             shared += 1
     return shared / dec_cos.shape[0]
+
+
+def best_latents(features_FD: Tensor, atoms_ND: Tensor) -> Tensor:
+    """Index [F] of the atom with the highest cosine to each true feature."""
+    return (_unit(features_FD) @ _unit(atoms_ND).T).argmax(-1)
+
+
+@torch.no_grad()
+def absorption_rate(
+    codes_BN: Tensor, true_codes_BF: Tensor, parent_of_F: Tensor, latent_of_F: Tensor
+) -> float:
+    """How often a parent's latent fails to fire when one of its children fires.
+
+    For every parent p, its latent is ``latent_of_F[p]`` (e.g. the atom closest to
+    the parent's true direction, see ``best_latents``). Over all (sample, parent)
+    pairs in which at least one child of p is active, the rate is the fraction in
+    which that latent's code is zero. Pairs are pooled over parents, so frequent
+    parents weigh more.
+
+    Parameters
+    ----------
+    codes_BN : Tensor
+        SAE codes of the samples.
+    true_codes_BF : Tensor
+        True coefficients; a feature is active where its coefficient is non-zero.
+    parent_of_F : Tensor
+        Parent index of every feature, -1 for features without a parent.
+    latent_of_F : Tensor
+        The latent standing for each feature (only parents' entries are read).
+
+    Returns
+    -------
+    float
+        The absorption rate in [0, 1]; NaN when no child is ever active.
+    """
+    B, F = true_codes_BF.shape
+    assert codes_BN.shape[0] == B and parent_of_F.shape == (F,) and latent_of_F.shape == (F,)
+    children_F = parent_of_F >= 0
+    if not children_F.any():
+        return float("nan")
+    parents_P = parent_of_F[children_F].unique()
+    child_on_BF = (true_codes_BF != 0) & children_F
+    # child_on_BP[b, p]: some child of parent p is active in sample b
+    onehot_FP = (parent_of_F[:, None] == parents_P[None, :]).to(torch.float32)
+    child_on_BP = (child_on_BF.to(torch.float32) @ onehot_FP) > 0
+    latent_off_BP = codes_BN[:, latent_of_F[parents_P]] == 0
+    n_pairs = int(child_on_BP.sum())
+    if n_pairs == 0:
+        return float("nan")
+    return float((child_on_BP & latent_off_BP).sum()) / n_pairs
+
+
+class _SortedCodes(NamedTuple):
+    vals_BN: Tensor
+    order_BN: Tensor
+    valid_CN: Tensor
+
+
+def _sort_codes(codes_BN: Tensor) -> _SortedCodes:
+    B, N = codes_BN.shape
+    vals_BN, order_BN = codes_BN.double().sort(dim=0)
+    # A cut between two equal codes is no threshold: only cuts at value changes count.
+    valid_CN = torch.ones(B + 1, N, dtype=torch.bool, device=codes_BN.device)
+    valid_CN[1:B] = vals_BN[1:] > vals_BN[:-1]
+    return _SortedCodes(vals_BN, order_BN, valid_CN)
+
+
+def _best_cut(s: _SortedCodes, labels_B: Tensor) -> tuple[float, int, float]:
+    vals_BN = s.vals_BN
+    B, N = vals_BN.shape
+    pos_BN = labels_B.bool()[s.order_BN].double()
+    n_pos = float(labels_B.bool().sum())
+    # Cut c (0..B) predicts the c smallest codes absent and the rest present.
+    zero_1N = torch.zeros(1, N, dtype=torch.float64, device=vals_BN.device)
+    pos_below_CN = torch.cat([zero_1N, pos_BN.cumsum(0)])
+    neg_below_CN = torch.arange(B + 1, dtype=torch.float64)[:, None] - pos_below_CN
+    correct_CN = (neg_below_CN + (n_pos - pos_below_CN)).masked_fill_(~s.valid_CN, -1.0)
+    cut, j = divmod(int(correct_CN.argmax()), N)
+    if cut == 0:
+        thr = float(vals_BN[0, j]) - 1.0
+    elif cut == B:
+        thr = float(vals_BN[B - 1, j])
+    else:
+        thr = float(vals_BN[cut - 1, j] + vals_BN[cut, j]) / 2
+    return float(correct_CN[cut, j]) / B, j, thr
+
+
+@torch.no_grad()
+def best_threshold_accuracy(codes_BN: Tensor, labels_B: Tensor) -> tuple[float, int, float]:
+    """Accuracy of the best single-latent detector ``code_j > t`` of a binary label.
+
+    Every latent j and every threshold t between two distinct code values (or
+    below/above all of them) is tried; the prediction is "present" where
+    ``codes_BN[:, j] > t``.
+
+    Parameters
+    ----------
+    codes_BN : Tensor
+        Codes of B samples.
+    labels_B : Tensor
+        Whether the concept is present (bool or 0/1).
+
+    Returns
+    -------
+    (float, int, float)
+        Best accuracy, the latent that reaches it, and its threshold.
+    """
+    assert codes_BN.ndim == 2 and labels_B.shape == (codes_BN.shape[0],)
+    return _best_cut(_sort_codes(codes_BN), labels_B)
+
+
+@torch.no_grad()
+def identifiability(codes_BN: Tensor, labels_BF: Tensor) -> list[float]:
+    """Per concept, the accuracy of the best latent and threshold (Fel et al. 2025).
+
+    Parameters
+    ----------
+    codes_BN : Tensor
+        SAE codes of B samples.
+    labels_BF : Tensor
+        Presence of each of F known concepts in each sample.
+
+    Returns
+    -------
+    list of float
+        ``best_threshold_accuracy`` of every concept; their mean is the score.
+    """
+    assert codes_BN.ndim == 2 and labels_BF.shape[0] == codes_BN.shape[0]
+    s = _sort_codes(codes_BN)
+    return [_best_cut(s, labels_BF[:, f])[0] for f in range(labels_BF.shape[1])]

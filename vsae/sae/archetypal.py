@@ -66,7 +66,8 @@ class ArchetypalSAE(BatchTopKSAE):
         super().init_from_data(sample_BD)
         x_BD = self.normalize(sample_BD.to(self.candidates_CD.device, torch.float32))
         C = self.candidates_CD.shape[0]
-        cands_CD = kmeans(x_BD, C, seed=self.cfg.seed)
+        shared = self.cfg.archetype_init in ("shared", "random")
+        cands_CD = kmeans(x_BD, C, seed=0 if shared else self.cfg.seed)
         self.candidates_CD.copy_(cands_CD)
         m = self.neighbors_NM.shape[1]
         N = self.n_latents
@@ -75,6 +76,10 @@ class ArchetypalSAE(BatchTopKSAE):
         self.neighbors_NM.copy_(dist_NC.topk(m, dim=-1, largest=False).indices)
         self.mix_NM.zero_()
         self.mix_NM[:, 0] = 1.0
+        if self.cfg.archetype_init == "random":  # a uniform draw from each atom's simplex
+            gen = torch.Generator().manual_seed(self.cfg.seed)
+            expo_NM = -torch.log(torch.rand(self.mix_NM.shape, generator=gen).clamp_min(1e-12))
+            self.mix_NM.copy_(expo_NM / expo_NM.sum(-1, keepdim=True))
         self.relax_ND.zero_()
         # Codes start as projection coefficients onto the atom, shared among the k active
         # latents, so the first reconstructions have the data's scale (atoms are not unit norm).

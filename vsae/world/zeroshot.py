@@ -54,6 +54,23 @@ def zero_shot_accuracy(
 ) -> dict[str, float]:
     """Zero-shot accuracy per attribute on labelled renders."""
     img = encode_images(model, images_NHW3)
+    return zero_shot_accuracy_of_embeddings(model, tokenizer, img, scenes, attributes)
+
+
+@torch.no_grad()
+def zero_shot_accuracy_of_embeddings(
+    model,
+    tokenizer,
+    image_embeddings_NE: torch.Tensor,
+    scenes: Sequence[dict],
+    attributes: Sequence[str] = tuple(ATTRIBUTES),
+) -> dict[str, float]:
+    """Zero-shot accuracy per attribute of given image embeddings (e.g. SAE reconstructions).
+
+    The class is the value whose prompt embedding has the largest cosine with the
+    image embedding, so the embeddings need not be normalised.
+    """
+    img = torch.nn.functional.normalize(image_embeddings_NE.float(), dim=-1)
     labels = labels_of(scenes)
     out = {}
     for a in attributes:
