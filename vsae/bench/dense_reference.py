@@ -22,23 +22,10 @@ from torch import Tensor, nn
 
 from vsae.sae.base import BaseSAE
 from vsae.sae.losses import nmse
+from vsae.sae.reference import dense_batchtopk as dense_batchtopk_codes
+from vsae.sae.reference import dense_topk as dense_topk_codes
 
 ARCHS = ("topk", "batchtopk", "matryoshka_k", "archetypal")
-
-
-def dense_topk_codes(pre_BN: Tensor, k: int) -> Tensor:
-    """ReLU of each row's k largest pre-activations, scattered into dense zeros."""
-    vals_BK, idx_BK = pre_BN.topk(k, dim=-1)
-    return torch.zeros_like(pre_BN).scatter(-1, idx_BK, torch.relu(vals_BK))
-
-
-def dense_batchtopk_codes(pre_BN: Tensor, k: int) -> Tensor:
-    """ReLU of the B * k largest pre-activations of the batch, zeros elsewhere."""
-    B, N = pre_BN.shape
-    flat_BN = pre_BN.reshape(-1)
-    idx = flat_BN.topk(min(B * k, B * N)).indices
-    mask = torch.zeros_like(flat_BN, dtype=torch.bool).index_fill_(0, idx, True)
-    return torch.where(mask, flat_BN, torch.zeros_like(flat_BN)).relu().view(B, N)
 
 
 class DenseReferenceSAE(nn.Module):
