@@ -108,9 +108,7 @@ def test_wrap_ddp_matches_average_gradients_and_global_batch(tmp_path):
 @pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     sparse_shards(tmp_path / "acts")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
+    env = clean_env()
     args = [str(tmp_path / "acts"), "64", "4"]
     one = subprocess.run(
         [sys.executable, str(WORKER), args[0], str(tmp_path / "one.json"), *args[1:]],
@@ -121,19 +119,7 @@ def test_two_gloo_processes_match_one(tmp_path):
     )
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(free_port()),
-            str(WORKER),
-            args[0],
-            str(tmp_path / "two.json"),
-            *args[1:],
-        ],
+        torchrun(WORKER, args[0], str(tmp_path / "two.json"), *args[1:]),
         env=env,
         capture_output=True,
         text=True,
