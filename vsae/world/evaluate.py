@@ -52,11 +52,10 @@ def eval_judge(weights_dir: Path, n: int) -> dict:
 def eval_diffusion(
     weights_dir: Path, repeats: int, steps: int, guidance: float, seed: int = 0
 ) -> dict:
-    from . import diffusion
+    from . import load_diffusion
     from .judge import load as load_judge
 
-    model, _, tok = diffusion.load_text_encoder(weights_dir / "diffusion")
-    pipe = diffusion.load(weights_dir / "diffusion", model, tok)
+    pipe = load_diffusion(weights_dir)
     judge = load_judge(weights_dir / "judge")
     prompts, requests = colour_shape_prompts(repeats)
     images = np.concatenate(
