@@ -19,6 +19,7 @@ CASES = [
     ("archetypal", {"delta": 0.5, "n_candidates": 150, "n_neighbors": 6}),
     ("archetypal", {"delta": 0.0, "n_candidates": 74, "n_neighbors": 3}),
     ("archetypal", {"delta": 0.5, "encoder_act": "batchtopk"}),
+    ("archetypal", {"delta": 0.5, "n_candidates": 296, "n_neighbors": 8}),  # N m <= C: bank
 ]
 SHAPES = [  # (batch, d, n_latents, k): non-power-of-two n, k = 1, k = n, batch 1
     (16, 8, 37, 3),
@@ -110,6 +111,14 @@ def test_bench_speed_quick_cli(tmp_path):
             continue
         assert r["reference"]["samples_per_s"] > 0
         assert r["check"]["passed"] is True, r
+    (pair,) = printed["ra_vs_topk"]  # RA-SAE and TopK alternating in one process
+    assert pair["ratio"] == pair["archetypal_step_s_median"] / pair["topk_step_s_median"]
+    assert len(pair["topk_step_s"]) == len(pair["archetypal_step_s"]) == 2
+    (share,) = printed["encoder_share_at_recipe_batch"]
+    assert share["batch"] == 256 and 0 < share["encoder_share"] < 5
+    named = {t["name"]: t for t in printed["targets"]}
+    assert named["ra_vs_topk"]["values"] == [pair["ratio"]]
+    assert named["topk_encoder_share"]["values"] == [share["encoder_share"]]
     assert {t["name"] for t in printed["targets"]} >= {"topk_speedup", "msae_speedup",
                                                         "ra_vs_topk", "topk_encoder_share",
                                                         "memory_n65536"}

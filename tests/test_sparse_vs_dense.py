@@ -20,6 +20,10 @@ ARCH_CASES = [
     ("archetypal", {"delta": 0.0}),
     ("archetypal", {"delta": 0.5, "n_candidates": 80, "n_neighbors": 6}),
     ("archetypal", {"delta": 0.5, "encoder_act": "batchtopk"}),
+    # N * m <= C: the neighbour-ordered candidate bank
+    ("archetypal", {"delta": 0.5, "n_candidates": 200, "n_neighbors": 5}),
+    ("archetypal", {"delta": 0.0, "n_candidates": 190, "n_neighbors": 5,
+                    "encoder_act": "batchtopk"}),
 ]
 SHAPES = [  # (batch, d, n_latents, k): odd sizes, k = 1, k = n, batch 1
     (16, 8, 37, 3),
@@ -105,3 +109,44 @@ def test_sparse_decode_equals_dense_product():
     gw_ref, gv_ref = torch.autograd.grad(ref, (W, vals), g)
     torch.testing.assert_close(gw, gw_ref)
     torch.testing.assert_close(gv, gv_ref)
+
+
+@pytest.mark.parametrize("n_candidates", [200, 100])  # bank copy (N m <= C), and the table
+def test_archetypal_atoms_follow_candidate_changes(n_candidates):
+    """The neighbour-ordered bank is derived: in-place edits, loads and dtype moves rebuild it."""
+    from vsae.sae.reference import archetypal_dictionary
+
+    sae = _model("archetypal", {"n_candidates": n_candidates, "n_neighbors": 5}, 8, 37, 3)
+    torch.testing.assert_close(sae.dictionary(), archetypal_dictionary(sae))
+    with torch.no_grad():
+        sae.candidates_CD.mul_(2.0)
+    torch.testing.assert_close(sae.dictionary(), archetypal_dictionary(sae))
+    with torch.no_grad():
+        sae.neighbors_NM.copy_(sae.neighbors_NM.flip(-1))
+    torch.testing.assert_close(sae.dictionary(), archetypal_dictionary(sae))
+    other = _model("archetypal", {"n_candidates": n_candidates, "n_neighbors": 5}, 8, 37, 3, 5)
+    sae.load_state_dict(other.state_dict())
+    torch.testing.assert_close(sae.dictionary(), other.dictionary())
+    single = sae.float()
+    torch.testing.assert_close(single.dictionary(), archetypal_dictionary(single))
+    used = torch.tensor([3, 0, 36])
+    torch.testing.assert_close(single.atoms(used), single.dictionary()[used])
+
+
+@pytest.mark.parametrize("weighting", ["uw", "rw"])
+def test_msae_mixes_sorted_and_masked_chunks(weighting):
+    """n = 200, k0 = 2: the narrow levels come from one sort, the wide ones are value masks."""
+    sae = _model("matryoshka_k", {"weighting": weighting}, 8, 200, 2)
+    sorted_end = sae._sorted_prefix(sae.levels[:-1])
+    assert 0 < sorted_end < sae.levels[-2], (sae.levels, sorted_end)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 8, generator=gen, dtype=torch.float64) * 3
+    fast = sae.loss(x).loss
+    fast.backward()
+    g_fast = _grads(sae)
+    sae.zero_grad()
+    ref = reference_loss(sae, x)
+    ref.backward()
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
+    for name, g in _grads(sae).items():
+        torch.testing.assert_close(g_fast[name], g, rtol=1e-7, atol=1e-10, msg=name)

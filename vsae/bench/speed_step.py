@@ -198,6 +198,41 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def measure_interleaved(spec: dict[str, Any]) -> dict[str, Any]:
+    """RA-SAE and TopK of one (d, n, k) in one process, their steps alternating.
+
+    Both see the same machine load at the same moments, so their ratio is far less noisy
+    than one taken between two processes minutes apart.
+    """
+    device = torch.device(spec["device"])
+    if spec["threads"] > 0:
+        torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    B, d = spec["batch"], spec["d"]
+    gen = torch.Generator().manual_seed(spec["seed"] + 2)
+    batches = [torch.randn(B, d, generator=gen).to(device) for _ in range(2)]
+    autocast = spec["autocast"] and device.type == "cuda"
+    steps = {}
+    for arch in ("topk", "archetypal"):
+        sae = build_sae({**spec, "arch": arch}).to(device).train()
+        steps[arch] = make_step(sae, lambda x, dd, m=sae: m.loss(x, dd).loss, device, autocast)
+    for i in range(spec["warmup"]):
+        for arch in steps:
+            steps[arch](batches[i % 2], None)
+    times: dict[str, list[float]] = {arch: [] for arch in steps}
+    for i in range(spec["steps"]):
+        for arch in steps:
+            times[arch].append(steps[arch](batches[i % 2], None))
+    med = {arch: _median(t) for arch, t in times.items()}
+    return {
+        "topk_step_s": times["topk"],
+        "archetypal_step_s": times["archetypal"],
+        "topk_step_s_median": med["topk"],
+        "archetypal_step_s_median": med["archetypal"],
+        "ratio": med["archetypal"] / med["topk"],
+    }
+
+
 def _median(xs: list[float]) -> float:
     s = sorted(xs)
     mid = len(s) // 2
@@ -208,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the measurement process: one JSON spec in, one JSON line out."""
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(argv[0])
-    print(json.dumps(measure(spec)), flush=True)
+    result = measure_interleaved(spec) if spec["impl"] == "ra_vs_topk" else measure(spec)
+    print(json.dumps(result), flush=True)
     return 0
 
 

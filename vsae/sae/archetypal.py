@@ -4,6 +4,12 @@ A-SAE (``delta = 0``): D = W C with W row-stochastic and C fixed k-means
 centroids of the training activations. RA-SAE (``delta > 0``): D = W C + Lambda
 with ||Lambda_i|| <= delta. Each atom may mix only its ``n_neighbors`` nearest
 candidates (a sparse W), which keeps the dictionary at O(N m D) per step.
+
+Training builds only the atoms that a batch selects (O(U m D) for U distinct
+selected latents, forward and backward), from a "bank" that stores each atom's
+m candidates next to each other when that costs no more memory than the
+candidate table itself (N m <= C): the gather then streams contiguous blocks
+instead of jumping across a table of up to 8 N candidates.
 """
 
 from __future__ import annotations
@@ -34,13 +40,51 @@ class ArchetypalSAE(BatchTopKSAE):
         mix_NM[:, 0] = 1.0
         self.mix_NM = nn.Parameter(mix_NM)
         self.relax_ND = nn.Parameter(torch.zeros(N, D), requires_grad=cfg.delta > 0)
+        self._bank_key: tuple | None = None
+        self._bank: tuple[Tensor, Tensor] | None = None
+
+    def candidate_bank(self) -> tuple[Tensor, Tensor]:
+        """``(table_RD, index_NM)`` with ``table_RD[index_NM[i, j]]`` = candidate ``j`` of atom i.
+
+        Either the candidate table and the neighbour lists, or (when ``N * m <= C``) a
+        neighbour-ordered copy ``candidates[neighbors]`` whose rows for atom i are
+        ``i*m .. i*m+m-1``. The copy is derived, never saved, and rebuilt whenever the
+        candidates or neighbour lists change (in place, on load, or on a device move).
+        """
+        cands_CD, nbr_NM = self.candidates_CD, self.neighbors_NM
+        N, m = nbr_NM.shape
+        if N * m > cands_CD.shape[0]:
+            return cands_CD, nbr_NM
+        key = (cands_CD._version, nbr_NM._version, cands_CD.data_ptr(), nbr_NM.data_ptr())
+        if self._bank_key != key or self._bank is None:
+            table_RD = cands_CD[nbr_NM.reshape(-1)]
+            index_NM = torch.arange(N * m, device=nbr_NM.device).view(N, m)
+            self._bank, self._bank_key = (table_RD, index_NM), key
+        return self._bank
+
+    def atoms(self, idx_U: Tensor | None = None) -> Tensor:
+        """Atoms ``idx_U`` (all when None): convex mixtures of their candidate neighbours,
+        plus the relaxation."""
+        table_RD, index_NM = self.candidate_bank()
+        mix_NM, relax_ND = self.mix_NM, self.relax_ND
+        if idx_U is not None:
+            index_NM, mix_NM, relax_ND = index_NM[idx_U], mix_NM[idx_U], relax_ND[idx_U]
+        mixed_ND = torch.nn.functional.embedding_bag(
+            index_NM, table_RD, mode="sum", per_sample_weights=mix_NM
+        )
+        return mixed_ND + relax_ND if self.cfg.delta > 0 else mixed_ND
 
     def dictionary(self) -> Tensor:
-        """Atoms: convex mixtures of each atom's candidate neighbours, plus the relaxation."""
-        mixed_ND = torch.nn.functional.embedding_bag(
-            self.neighbors_NM, self.candidates_CD, mode="sum", per_sample_weights=self.mix_NM
-        )
-        return mixed_ND + self.relax_ND if self.cfg.delta > 0 else mixed_ND
+        """All atoms [N, D] (see ``atoms``)."""
+        return self.atoms()
+
+    def decode_selection(self, sel: sparse.Selection, vals_M: Tensor) -> Tensor:
+        """Sparse decode that builds only the distinct atoms the selection uses."""
+        if sel.cols_M.numel() == 0:
+            return sparse.sparse_decode(sel, vals_M, self.atoms(sel.cols_M))
+        used_U, slot_M = torch.unique(sel.cols_M, return_inverse=True)
+        local = sel._replace(cols_M=slot_M, n_cols=used_U.numel())
+        return sparse.sparse_decode(local, vals_M, self.atoms(used_U))
 
     def select(self, pre_BN: Tensor) -> sparse.Selection:
         """TopK or BatchTopK, as ``encoder_act`` says."""

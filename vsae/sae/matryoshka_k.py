@@ -80,6 +80,35 @@ class MatryoshkaKSAE(TopKFamilySAE):
         )
         return sparse.sparse_decode(chunk, vals_BK.reshape(-1), atoms_ND)
 
+    def _sorted_prefix(self, sparse_levels: tuple[int, ...]) -> int:
+        """End rank of the narrow chunks (decoded sparsely from one sort); 0 if none."""
+        start, end = 0, 0
+        for k in sparse_levels:
+            if (k - start) * self.DENSE_CHUNK_DIVISOR > self.n_latents:
+                break
+            start = end = k
+        return end
+
+    @staticmethod
+    def _masked_chunk(pre_BN: Tensor, start: int, stop: int, cache: dict) -> Tensor:
+        """ReLU codes of the entries ranked start..stop-1 in their row, zeros elsewhere.
+
+        Membership by value: ``v_stop <= pre < v_start`` with ``v_r`` the r-th largest
+        entry of the row (``kthvalue``, O(N) per row instead of a sort; ``cache`` keeps
+        each rank's threshold for the next chunk). Differentiable w.r.t. ``pre_BN``.
+        """
+        N = pre_BN.shape[1]
+
+        def largest(r: int) -> Tensor:
+            if r not in cache:
+                cache[r] = pre_BN.detach().kthvalue(N - r + 1, dim=1, keepdim=True).values
+            return cache[r]
+
+        keep_BN = pre_BN.detach() >= largest(stop)
+        if start > 0:
+            keep_BN &= pre_BN.detach() < largest(start)
+        return torch.relu(pre_BN) * keep_BN
+
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Weighted mean of the per-level batch FVUs, plus AuxK."""
         B = x_BD.shape[0]
@@ -95,19 +124,32 @@ class MatryoshkaKSAE(TopKFamilySAE):
         losses = []
         recon_BD = self.b_dec_D.expand(B, -1)
         first_recon_BD = None
+        rows_BK = cols_BK = vals_BK = None
         if sparse_levels:
-            sel = sparse.topk_select(pre_BN, sparse_levels[-1])
+            # With a dense level, pre_BN carries gradients, so chunks wider than
+            # N / DENSE_CHUNK_DIVISOR are masks of it by value (between the per-row
+            # thresholds of their two ranks) and only the narrow chunks need a sort.
             if dense:
-                vals_BK = torch.relu(pre_BN.gather(1, sel.cols_M.view(B, -1)))
+                n_sorted = self._sorted_prefix(sparse_levels)
             else:
-                vals_BK = self.sparse_codes(x_BD, pre_BN, sel).view(B, -1)
-            rows_BK = sel.rows_M.view(B, -1)
-            cols_BK = sel.cols_M.view(B, -1)
-            start = 0
+                n_sorted = sparse_levels[-1]
+            if n_sorted:
+                sel = sparse.topk_select(pre_BN, n_sorted)
+                if dense:
+                    vals_BK = torch.relu(pre_BN.gather(1, sel.cols_M.view(B, -1)))
+                else:
+                    vals_BK = self.sparse_codes(x_BD, pre_BN, sel).view(B, -1)
+                rows_BK = sel.rows_M.view(B, -1)
+                cols_BK = sel.cols_M.view(B, -1)
+            start, thresholds = 0, {}
             for k in sparse_levels:
-                recon_BD = recon_BD + self._decode_chunk(
-                    rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
-                )
+                if k <= n_sorted:
+                    part_BD = self._decode_chunk(
+                        rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
+                    )
+                else:
+                    part_BD = self._masked_chunk(pre_BN, start, k, thresholds) @ atoms_ND
+                recon_BD = recon_BD + part_BD
                 losses.append(nmse(x_BD, recon_BD))
                 first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
                 start = k
@@ -121,7 +163,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
         terms = {f"fvu_k{k}": v.detach() for k, v in zip(self.levels, per_level, strict=True)}
         # Dead-latent tracking, L0 and AuxK refer to the smallest level (k0).
         k0 = self.levels[0]
-        if sparse_levels:  # the shared sort already ranked the k0 largest first
+        if rows_BK is not None and rows_BK.shape[1] >= k0:  # the shared sort ranked them
             first_sel = sparse.Selection(
                 rows_BK[:, :k0].reshape(-1),
                 cols_BK[:, :k0].reshape(-1),

@@ -35,13 +35,10 @@ class TopKSAE(TopKFamilySAE):
             pre_BN = self.pre_acts(x_BD)
         sel = self.select(pre_BN)
         vals_M = self.sparse_codes(x_BD, pre_BN, sel)
-        atoms_ND = self.dictionary()
-        recon_BD = sparse.sparse_decode(sel, vals_M, atoms_ND) + self.b_dec_D
+        recon_BD = self.decode_selection(sel, vals_M) + self.b_dec_D
         main = nmse(x_BD, recon_BD)
         self.observe(sel, vals_M)
-        return self.finish_loss(
-            x_BD, main, recon_BD, pre_BN, sel, vals_M, dead_N, atoms_ND=atoms_ND
-        )
+        return self.finish_loss(x_BD, main, recon_BD, pre_BN, sel, vals_M, dead_N)
 
     def observe(self, sel: sparse.Selection, vals_M: Tensor) -> None:
         """Hook for running statistics of the kept codes (BatchTopK threshold)."""
