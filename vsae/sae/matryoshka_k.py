@@ -90,24 +90,45 @@ class MatryoshkaKSAE(TopKFamilySAE):
         return end
 
     @staticmethod
-    def _masked_chunk(pre_BN: Tensor, start: int, stop: int, cache: dict) -> Tensor:
-        """ReLU codes of the entries ranked start..stop-1 in their row, zeros elsewhere.
+    def _rank_thresholds(
+        pre_BN: Tensor, wide: list[int], n_sorted: int
+    ) -> tuple[dict[int, Tensor], Tensor | None]:
+        """Per-row thresholds of the wide chunks' boundary ranks, and the sorted narrow top.
 
-        Membership by value: ``v_stop <= pre < v_start`` with ``v_r`` the r-th largest
-        entry of the row (``kthvalue``, O(N) per row instead of a sort; ``cache`` keeps
-        each rank's threshold for the next chunk). Differentiable w.r.t. ``pre_BN``.
+        A cascade of unsorted top-k calls, each on the previous (smaller) top set: the
+        top-4096 of 8192, then the top-2048 of those 4096, ... The smallest kept value of
+        the top-b set is the b-th largest of the row. A last sorted top-``n_sorted`` gives
+        the ranked codes of the narrow chunks. Far cheaper on CPU than one sorted top-k as
+        wide as the widest level, or one ``kthvalue`` per boundary.
+
+        Returns ``({b: b-th largest value, [B, 1]}, cols_BK of the n_sorted largest or None)``.
         """
-        N = pre_BN.shape[1]
+        vals_BK, idx_BK = pre_BN.detach(), None
+        thresholds = {}
+        for b in sorted(wide, reverse=True):
+            vals_BK, j_BK = vals_BK.topk(b, dim=1, sorted=False)
+            idx_BK = j_BK if idx_BK is None else idx_BK.gather(1, j_BK)
+            thresholds[b] = vals_BK.min(dim=1, keepdim=True).values
+        if not n_sorted:
+            return thresholds, None
+        top_BK, j_BK = vals_BK.topk(n_sorted, dim=1, sorted=True)
+        thresholds[n_sorted] = top_BK[:, -1:]
+        return thresholds, (j_BK if idx_BK is None else idx_BK.gather(1, j_BK))
 
-        def largest(r: int) -> Tensor:
-            if r not in cache:
-                cache[r] = pre_BN.detach().kthvalue(N - r + 1, dim=1, keepdim=True).values
-            return cache[r]
+    @staticmethod
+    def _masked_chunk(
+        pre_BN: Tensor, relu_BN: Tensor, start: int, stop: int, thresholds: dict
+    ) -> Tensor:
+        """ReLU codes (``relu_BN``) of the entries ranked start..stop-1 in their row, zeros
+        elsewhere.
 
-        keep_BN = pre_BN.detach() >= largest(stop)
+        Membership by value, ``v_stop <= pre < v_start`` with ``v_r`` the r-th largest
+        entry of the row (see ``_rank_thresholds``). Differentiable w.r.t. ``relu_BN``.
+        """
+        keep_BN = pre_BN.detach() >= thresholds[stop]
         if start > 0:
-            keep_BN &= pre_BN.detach() < largest(start)
-        return torch.relu(pre_BN) * keep_BN
+            keep_BN &= pre_BN.detach() < thresholds[start]
+        return relu_BN * keep_BN
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Weighted mean of the per-level batch FVUs, plus AuxK."""
@@ -118,6 +139,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
         atoms_ND = self.dictionary()
         if dense:  # the dense level needs the full encoder gradient anyway
             pre_BN = self.pre_acts(x_BD)
+            relu_BN = torch.relu(pre_BN)  # shared by the dense level and the wide chunks
         else:
             with torch.no_grad():
                 pre_BN = self.pre_acts(x_BD)
@@ -129,32 +151,35 @@ class MatryoshkaKSAE(TopKFamilySAE):
             # With a dense level, pre_BN carries gradients, so chunks wider than
             # N / DENSE_CHUNK_DIVISOR are masks of it by value (between the per-row
             # thresholds of their two ranks) and only the narrow chunks need a sort.
+            thresholds: dict[int, Tensor] = {}
             if dense:
                 n_sorted = self._sorted_prefix(sparse_levels)
+                wide = [k for k in sparse_levels if k > n_sorted]
+                thresholds, cols_BK = self._rank_thresholds(pre_BN, wide, n_sorted)
+                if n_sorted:
+                    vals_BK = torch.relu(pre_BN.gather(1, cols_BK))
+                    rows_BK = torch.arange(B, device=x_BD.device)[:, None].expand_as(cols_BK)
             else:
                 n_sorted = sparse_levels[-1]
-            if n_sorted:
                 sel = sparse.topk_select(pre_BN, n_sorted)
-                if dense:
-                    vals_BK = torch.relu(pre_BN.gather(1, sel.cols_M.view(B, -1)))
-                else:
-                    vals_BK = self.sparse_codes(x_BD, pre_BN, sel).view(B, -1)
+                vals_BK = self.sparse_codes(x_BD, pre_BN, sel).view(B, -1)
                 rows_BK = sel.rows_M.view(B, -1)
                 cols_BK = sel.cols_M.view(B, -1)
-            start, thresholds = 0, {}
+            start = 0
             for k in sparse_levels:
                 if k <= n_sorted:
                     part_BD = self._decode_chunk(
                         rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
                     )
                 else:
-                    part_BD = self._masked_chunk(pre_BN, start, k, thresholds) @ atoms_ND
+                    chunk_BN = self._masked_chunk(pre_BN, relu_BN, start, k, thresholds)
+                    part_BD = chunk_BN @ atoms_ND
                 recon_BD = recon_BD + part_BD
                 losses.append(nmse(x_BD, recon_BD))
                 first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
                 start = k
         if dense:
-            recon_BD = torch.relu(pre_BN) @ atoms_ND + self.b_dec_D
+            recon_BD = torch.addmm(self.b_dec_D, relu_BN, atoms_ND)
             losses.append(nmse(x_BD, recon_BD))
             first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
         per_level = torch.stack(losses)
