@@ -150,3 +150,24 @@ def test_msae_mixes_sorted_and_masked_chunks(weighting):
     torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
     for name, g in _grads(sae).items():
         torch.testing.assert_close(g_fast[name], g, rtol=1e-7, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])  # always all N mixtures / always the subset
+@pytest.mark.parametrize("n_candidates", [200, 100])
+def test_archetypal_subset_and_full_mixing_agree(monkeypatch, share, n_candidates):
+    from vsae.sae.archetypal import ArchetypalSAE
+
+    monkeypatch.setattr(ArchetypalSAE, "SUBSET_MAX_SHARE", share)
+    sae = _model("archetypal", {"n_candidates": n_candidates, "n_neighbors": 5, "delta": 0.5},
+                 8, 37, 3)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    dead = torch.arange(37) % 4 == 0
+    fast = sae.loss(x, dead).loss
+    fast.backward()
+    g_fast = _grads(sae)
+    sae.zero_grad()
+    ref = reference_loss(sae, x, dead)
+    ref.backward()
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12)
+    for name, g in _grads(sae).items():
+        torch.testing.assert_close(g_fast[name], g, rtol=1e-7, atol=1e-10, msg=name)

@@ -100,9 +100,6 @@ def test_judge_is_accurate_on_heldout_renders(judge):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="issue 3 open: the tiny diffusion model misses the judged targets"
-)
 def test_judge_scores_generated_colours_above_the_target(pipe, judge):
     prompts, requests = colour_shape_prompts(1)
     prompts, requests = prompts[::3], requests[::3]  # 16 prompts, every colour twice

@@ -110,11 +110,14 @@ def make_step(
 
 
 def encoder_seconds(model: nn.Module, x_BD: Tensor, device: torch.device, autocast: bool) -> float:
-    """Wall time of the bare encoder matmul (+ bias) that every path must do once per step."""
+    """Wall time of the bare encoder matmul (+ bias) that every path must do once per step.
+
+    For the vsae SAEs this is ``pre_acts`` (``x W_enc^T`` plus the folded bias).
+    """
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         _sync(device)
         t0 = time.perf_counter()
-        torch.addmm(model.b_enc_N, x_BD - model.b_dec_D, model.W_enc_ND.t())
+        model.pre_acts(x_BD)  # the same encoder product (and bias) as the training step
         _sync(device)
     return time.perf_counter() - t0
 

@@ -62,29 +62,46 @@ class ArchetypalSAE(BatchTopKSAE):
             self._bank, self._bank_key = (table_RD, index_NM), key
         return self._bank
 
+    def mixtures(self, idx_U: Tensor | None = None) -> Tensor:
+        """Convex mixtures W C of atoms ``idx_U`` (all when None), without the relaxation."""
+        table_RD, index_NM = self.candidate_bank()
+        mix_NM = self.mix_NM
+        if idx_U is not None:
+            index_NM, mix_NM = index_NM[idx_U], mix_NM[idx_U]
+        return torch.nn.functional.embedding_bag(
+            index_NM, table_RD, mode="sum", per_sample_weights=mix_NM
+        )
+
     def atoms(self, idx_U: Tensor | None = None) -> Tensor:
         """Atoms ``idx_U`` (all when None): convex mixtures of their candidate neighbours,
         plus the relaxation."""
-        table_RD, index_NM = self.candidate_bank()
-        mix_NM, relax_ND = self.mix_NM, self.relax_ND
-        if idx_U is not None:
-            index_NM, mix_NM, relax_ND = index_NM[idx_U], mix_NM[idx_U], relax_ND[idx_U]
-        mixed_ND = torch.nn.functional.embedding_bag(
-            index_NM, table_RD, mode="sum", per_sample_weights=mix_NM
-        )
-        return mixed_ND + relax_ND if self.cfg.delta > 0 else mixed_ND
+        mixed_ND = self.mixtures(idx_U)
+        if self.cfg.delta == 0:
+            return mixed_ND
+        return mixed_ND + (self.relax_ND if idx_U is None else self.relax_ND[idx_U])
 
     def dictionary(self) -> Tensor:
         """All atoms [N, D] (see ``atoms``)."""
         return self.atoms()
 
+    # Above this share of distinct selected atoms, mixing all N is cheaper than indexing.
+    SUBSET_MAX_SHARE = 0.75
+
     def decode_selection(self, sel: sparse.Selection, vals_M: Tensor) -> Tensor:
-        """Sparse decode that builds only the distinct atoms the selection uses."""
-        if sel.cols_M.numel() == 0:
-            return sparse.sparse_decode(sel, vals_M, self.atoms(sel.cols_M))
+        """Sparse decode that mixes only the distinct atoms the selection uses.
+
+        The relaxation is decoded straight from ``relax_ND`` by the selection (like a TopK
+        decoder), so only the mixtures need the per-batch subset.
+        """
         used_U, slot_M = torch.unique(sel.cols_M, return_inverse=True)
-        local = sel._replace(cols_M=slot_M, n_cols=used_U.numel())
-        return sparse.sparse_decode(local, vals_M, self.atoms(used_U))
+        if used_U.numel() > self.SUBSET_MAX_SHARE * self.n_latents:
+            out_BD = sparse.sparse_decode(sel, vals_M, self.mixtures())
+        else:
+            local = sel._replace(cols_M=slot_M, n_cols=used_U.numel())
+            out_BD = sparse.sparse_decode(local, vals_M, self.mixtures(used_U))
+        if self.cfg.delta == 0:
+            return out_BD
+        return out_BD + sparse.sparse_decode(sel, vals_M, self.relax_ND)
 
     def select(self, pre_BN: Tensor) -> sparse.Selection:
         """TopK or BatchTopK, as ``encoder_act`` says."""

@@ -90,44 +90,42 @@ class MatryoshkaKSAE(TopKFamilySAE):
         return end
 
     @staticmethod
-    def _rank_thresholds(
+    def _rank_sets(
         pre_BN: Tensor, wide: list[int], n_sorted: int
     ) -> tuple[dict[int, Tensor], Tensor | None]:
-        """Per-row thresholds of the wide chunks' boundary ranks, and the sorted narrow top.
+        """Row-wise top sets of the wide chunks' boundary ranks, and the sorted narrow top.
 
         A cascade of unsorted top-k calls, each on the previous (smaller) top set: the
-        top-4096 of 8192, then the top-2048 of those 4096, ... The smallest kept value of
-        the top-b set is the b-th largest of the row. A last sorted top-``n_sorted`` gives
-        the ranked codes of the narrow chunks. Far cheaper on CPU than one sorted top-k as
-        wide as the widest level, or one ``kthvalue`` per boundary.
+        top-4096 of 8192, then the top-2048 of those 4096, ... so the sets are nested and
+        each holds exactly b entries per row (ties broken once, consistently). A last
+        sorted top-``n_sorted`` gives the ranked codes of the narrow chunks. Far cheaper on
+        CPU than one sorted top-k as wide as the widest level.
 
-        Returns ``({b: b-th largest value, [B, 1]}, cols_BK of the n_sorted largest or None)``.
+        Returns ``({b: columns of the top-b set, [B, b]}, cols_BK of the n_sorted largest
+        in descending order, or None)``.
         """
         vals_BK, idx_BK = pre_BN.detach(), None
-        thresholds = {}
+        sets = {}
         for b in sorted(wide, reverse=True):
             vals_BK, j_BK = vals_BK.topk(b, dim=1, sorted=False)
             idx_BK = j_BK if idx_BK is None else idx_BK.gather(1, j_BK)
-            thresholds[b] = vals_BK.min(dim=1, keepdim=True).values
+            sets[b] = idx_BK
         if not n_sorted:
-            return thresholds, None
-        top_BK, j_BK = vals_BK.topk(n_sorted, dim=1, sorted=True)
-        thresholds[n_sorted] = top_BK[:, -1:]
-        return thresholds, (j_BK if idx_BK is None else idx_BK.gather(1, j_BK))
+            return sets, None
+        j_BK = vals_BK.topk(n_sorted, dim=1, sorted=True).indices
+        cols_BK = j_BK if idx_BK is None else idx_BK.gather(1, j_BK)
+        sets[n_sorted] = cols_BK
+        return sets, cols_BK
 
     @staticmethod
-    def _masked_chunk(
-        pre_BN: Tensor, relu_BN: Tensor, start: int, stop: int, thresholds: dict
-    ) -> Tensor:
+    def _masked_chunk(relu_BN: Tensor, start: int, stop: int, sets: dict) -> Tensor:
         """ReLU codes (``relu_BN``) of the entries ranked start..stop-1 in their row, zeros
-        elsewhere.
-
-        Membership by value, ``v_stop <= pre < v_start`` with ``v_r`` the r-th largest
-        entry of the row (see ``_rank_thresholds``). Differentiable w.r.t. ``relu_BN``.
-        """
-        keep_BN = pre_BN.detach() >= thresholds[stop]
+        elsewhere: the top-``stop`` set minus the top-``start`` set (see ``_rank_sets``).
+        Differentiable w.r.t. ``relu_BN``."""
+        keep_BN = torch.zeros_like(relu_BN, dtype=torch.bool)
+        keep_BN.scatter_(1, sets[stop], True)
         if start > 0:
-            keep_BN &= pre_BN.detach() < thresholds[start]
+            keep_BN.scatter_(1, sets[start], False)
         return relu_BN * keep_BN
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
@@ -149,13 +147,13 @@ class MatryoshkaKSAE(TopKFamilySAE):
         rows_BK = cols_BK = vals_BK = None
         if sparse_levels:
             # With a dense level, pre_BN carries gradients, so chunks wider than
-            # N / DENSE_CHUNK_DIVISOR are masks of it by value (between the per-row
-            # thresholds of their two ranks) and only the narrow chunks need a sort.
-            thresholds: dict[int, Tensor] = {}
+            # N / DENSE_CHUNK_DIVISOR are masks of its ReLU (the difference of two nested
+            # top sets) and only the narrow chunks need a sort.
+            sets: dict[int, Tensor] = {}
             if dense:
                 n_sorted = self._sorted_prefix(sparse_levels)
                 wide = [k for k in sparse_levels if k > n_sorted]
-                thresholds, cols_BK = self._rank_thresholds(pre_BN, wide, n_sorted)
+                sets, cols_BK = self._rank_sets(pre_BN, wide, n_sorted)
                 if n_sorted:
                     vals_BK = torch.relu(pre_BN.gather(1, cols_BK))
                     rows_BK = torch.arange(B, device=x_BD.device)[:, None].expand_as(cols_BK)
@@ -172,7 +170,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
                         rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
                     )
                 else:
-                    chunk_BN = self._masked_chunk(pre_BN, relu_BN, start, k, thresholds)
+                    chunk_BN = self._masked_chunk(relu_BN, start, k, sets)
                     part_BD = chunk_BN @ atoms_ND
                 recon_BD = recon_BD + part_BD
                 losses.append(nmse(x_BD, recon_BD))

@@ -1,5 +1,10 @@
 """DDPM training of the tiny diffusion UNet on 32x32 renders, with caption dropout
-for classifier-free guidance and an EMA of the weights (the EMA is shipped)."""
+for classifier-free guidance and an EMA of the weights (the EMA is shipped).
+
+The epsilon loss is weighted per sample by min(SNR, gamma) / SNR ("Min-SNR", Hang et al.
+2023): the many low-noise timesteps, whose epsilon targets teach little about an
+image's layout, stop dominating the gradient, which speeds up convergence.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ from .render import downsample, render
 def train_diffusion(
     out_dir: str | Path,
     clip_dir: str | Path,
-    steps: int = 2000,
+    steps: int = 6000,
     batch: int = 64,
     lr: float = 1e-3,
     pool: int = 16384,
     p_uncond: float = 0.1,
+    min_snr_gamma: float = 5.0,
+    ema_decay: float = 0.999,
     seed: int = 5,
     select_steps: int = 20,
     checkpoint_every: int = 250,
@@ -53,6 +60,11 @@ def train_diffusion(
         f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params"
     )
     sched = ddpm_scheduler()
+    alphas_cumprod_T = sched.alphas_cumprod.float()
+    snr_T = alphas_cumprod_T / (1 - alphas_cumprod_T)
+    weight_T = torch.ones_like(snr_T)
+    if min_snr_gamma > 0:  # min(snr, gamma) / snr, without 0/0 where snr underflows
+        weight_T = torch.where(snr_T > min_snr_gamma, min_snr_gamma / snr_T, weight_T)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     warm = 100
     lr_sched = torch.optim.lr_scheduler.LambdaLR(
@@ -77,13 +89,14 @@ def train_diffusion(
         t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         pred = unet(xt, t, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(pred, noise)
+        per_sample_B = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (weight_T[t] * per_sample_B).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         lr_sched.step()
-        decay = min(0.998, (1 + step) / (10 + step))
+        decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
@@ -100,6 +113,8 @@ def train_diffusion(
         "batch": batch,
         "lr": lr,
         "p_uncond": p_uncond,
+        "min_snr_gamma": min_snr_gamma,
+        "ema_decay": ema_decay,
         "seconds": time.time() - t0,
         "final_loss": run,
     }
@@ -108,7 +123,7 @@ def train_diffusion(
     return summary
 
 
-GUIDANCE_CANDIDATES = (2.0, 4.0, 7.0)
+GUIDANCE_CANDIDATES = (1.0, 1.5, 2.0, 3.0, 4.0)
 SELECTION_SEED = 777  # evaluation uses seed 0: selection and evaluation noise differ
 
 

@@ -1,0 +1,55 @@
+"""Markdown tables of a ``vsae bench speed`` JSON file (as in benchmarks/results/speed.md).
+
+Usage: ``python benchmarks/speed_table.py benchmarks/results/speed-DATE-cpu.json``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def tables(report: dict) -> str:
+    """The grid, the RA-SAE / TopK pairs, the encoder shares and the targets as Markdown."""
+    out = ["| arch | d | n | k | vsae s/step | vsae samples/s | reference s/step | speedup "
+           "| vsae peak GiB | encoder share | fp32 check |", "|" + "---|" * 11]
+    for r in report["results"]:
+        v, ref = r["vsae"], r.get("reference", {})
+        check = r.get("check")
+        speedup = f"**{r['speedup']:.2f}x**" if "speedup" in r else "skipped*"
+        share = f"{100 * v['encoder_share']:.0f}%" if "encoder_share" in v else "-"
+        verdict = "-"
+        if check:
+            verdict = f"{check['max_rel_diff']:.1e} {'pass' if check['passed'] else 'FAIL'}"
+        out.append(
+            f"| {r['arch']} | {r['d']} | {r['n']} | {r['k']} | {_fmt(v.get('step_s_median'))} "
+            f"| {v.get('samples_per_s', 0):.0f} | {_fmt(ref.get('step_s_median'))} | {speedup} "
+            f"| {v.get('peak_mem_mb', 0) / 1024:.2f} | {share} | {verdict} |"
+        )
+    if report.get("ra_vs_topk"):
+        out += ["", "| d | n | k | TopK s/step | RA-SAE s/step | RA-SAE / TopK |", "|" + "---|" * 6]
+        for r in report["ra_vs_topk"]:
+            out.append(f"| {r['d']} | {r['n']} | {r['k']} | {_fmt(r.get('topk_step_s_median'))} "
+                       f"| {_fmt(r.get('archetypal_step_s_median'))} "
+                       f"| **{r.get('ratio', 0):.2f}** |")
+    if report.get("encoder_share_at_recipe_batch"):
+        out += ["", "| d | n | k | batch | TopK s/step | encoder s | encoder share |",
+                "|" + "---|" * 7]
+        for r in report["encoder_share_at_recipe_batch"]:
+            out.append(f"| {r['d']} | {r['n']} | {r['k']} | {r['batch']} "
+                       f"| {_fmt(r.get('step_s_median'))} | {_fmt(r.get('encoder_s_median'))} "
+                       f"| {100 * r.get('encoder_share', 0):.0f}% |")
+    out += ["", "| target | values | result |", "|---|---|---|"]
+    for t in report["targets"]:
+        vals = ", ".join(f"{v:.2f}" for v in t["values"])
+        verdict = {True: "pass", False: "**fail**", None: "not measured"}[t["passed"]]
+        out.append(f"| {t['target']} | {vals} | {verdict} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(tables(json.loads(open(sys.argv[1]).read())))
