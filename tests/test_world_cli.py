@@ -72,6 +72,9 @@ def test_fast_build_writes_loadable_models(tmp_path):
     log = json.loads((out / "build_log.json").read_text())
     assert set(log["stages"]["clip"]["summary"]) == {"phase1", "phase2", "phase3"}
     assert log["stages"]["clip"]["summary"]["phase3"]["pairs"] == {"position": 1, "shape": 1}
+    diffusion = log["stages"]["diffusion"]["summary"]
+    assert diffusion["phase2"]["init_from"] == str(out / "_phase1" / "diffusion")
+    assert diffusion["phase1"]["init_from"] is None
     model, _, tok = world.load_clip(out)
     assert model.encode_text(tok(["a red circle"])).shape == (1, 128)
     pipe = world.load_diffusion(out)

@@ -157,3 +157,24 @@ def test_diffusion_carries_its_own_frozen_text_encoder(pipe, tmp_path, caplog):
     shutil.rmtree(broken / "diffusion" / "text_encoder")
     with pytest.raises(FileNotFoundError, match="text_encoder"):
         world.load_diffusion(broken)
+
+
+def test_diffusion_training_resumes_from_a_folder(tmp_path):
+    """``init_from`` starts the UNet from saved weights (phase 2 of the build)."""
+    from vsae.world.diffusion import load as load_pipe
+    from vsae.world.diffusion import load_text_encoder
+    from vsae.world.train_diffusion import train_diffusion
+
+    text_dir = world.WEIGHTS_DIR / "diffusion" / "text_encoder"
+    with pytest.raises(FileNotFoundError, match="no UNet weights"):
+        train_diffusion(tmp_path / "bad", clip_dir=text_dir, init_from=tmp_path / "missing",
+                        steps=1, pool=16, select_steps=1, log=lambda m: None)
+    summary = train_diffusion(tmp_path / "d", clip_dir=text_dir,
+                              init_from=world.WEIGHTS_DIR / "diffusion", steps=1, pool=64,
+                              lr=1e-12, select_steps=1, log=lambda m: None)
+    assert summary["init_from"] == str(world.WEIGHTS_DIR / "diffusion")
+    # one step at lr ~0 from the shipped EMA: the saved UNet is (almost) the shipped one
+    model, _, tok = load_text_encoder(tmp_path / "d")
+    new = load_pipe(tmp_path / "d", model, tok).unet.state_dict()
+    shipped = world.load_diffusion().unet.state_dict()
+    assert all(torch.allclose(new[k], shipped[k], atol=1e-3) for k in shipped)

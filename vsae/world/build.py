@@ -10,8 +10,10 @@ Stages run in order: clip, siglip, judge, diffusion.
   (``_phase2/siglip``), then phase 3 as for CLIP.
 * judge: the attribute classifier, from scratch.
 * diffusion: the UNet, conditioned on the CLIP text transformer (identical in
-  phase 1 and phase 2); picks its default guidance with the judge. Each stage's wall time and
-summary are merged into ``build_log.json`` in the output folder.
+  phase 1 and phase 2): 6000 steps from scratch (``_phase1/diffusion``), then 3000 more at
+  a lower learning rate from that EMA; picks its default guidance with the judge.
+
+Each stage's wall time and summary are merged into ``build_log.json`` in the output folder.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ PHASE3 = {
     "pairs": {"position": 12, "shape": 6},
 }
 PHASE3_DATA_SEED = {"clip": 4, "siglip": 5}
+
+# diffusion phase 2: goes on from phase 1's EMA UNet at a lower learning rate, other data seed
+DIFFUSION_PHASE2 = {"steps": 3000, "lr": 3e-4, "seed": 6}
 
 
 def _phase3(out: Path, kind: str, log, fast: bool) -> dict:
@@ -122,9 +127,22 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
     if stage == "diffusion":
         from .train_diffusion import train_diffusion
 
-        kw = {"steps": 4, "pool": 256, "select_steps": 2} if fast else {}
+        fast_kw = {"steps": 4, "pool": 256, "select_steps": 2}
         # the phase-1 text tower: phase 2 keeps it frozen, phase 3 fine-tunes it
-        return train_diffusion(out / "diffusion", clip_dir=out / "_phase1" / "clip", log=log, **kw)
+        clip_dir = out / "_phase1" / "clip"
+        # phase 1 trains into _phase1/ (no judge there, so no guidance selection)
+        phase1 = train_diffusion(
+            out / "_phase1" / "diffusion", clip_dir=clip_dir, log=log, **(fast_kw if fast else {})
+        )
+        kw = {**DIFFUSION_PHASE2, **fast_kw} if fast else DIFFUSION_PHASE2
+        phase2 = train_diffusion(
+            out / "diffusion",
+            clip_dir=clip_dir,
+            init_from=out / "_phase1" / "diffusion",
+            log=log,
+            **kw,
+        )
+        return {"phase1": phase1, "phase2": phase2}
     raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
 
 

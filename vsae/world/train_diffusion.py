@@ -38,10 +38,15 @@ def train_diffusion(
     seed: int = 5,
     select_steps: int = 20,
     checkpoint_every: int = 250,
+    init_from: str | Path | None = None,
     log=print,
 ) -> dict:
     """Train the UNet conditioned on the (frozen) tiny CLIP in ``clip_dir``, which is
-    copied into ``out_dir/text_encoder`` so that it travels with the UNet."""
+    copied into ``out_dir/text_encoder`` so that it travels with the UNet.
+
+    ``init_from``: a diffusion folder whose (EMA) UNet weights start this run, e.g. to go on
+    training at a lower learning rate; the EMA restarts from them.
+    """
     t0 = time.time()
     out_dir = Path(out_dir)
     text_dir = out_dir / TEXT_ENCODER
@@ -52,6 +57,13 @@ def train_diffusion(
     for p in text_model.parameters():
         p.requires_grad_(False)
     unet = build_unet(seed, cross_attention_dim=text_model.transformer.width)
+    if init_from is not None:
+        from safetensors.torch import load_file
+
+        init_path = Path(init_from) / "unet.safetensors"
+        if not init_path.is_file():
+            raise FileNotFoundError(f"init_from: no UNet weights at {init_path}")
+        unet.load_state_dict({k: v.float() for k, v in load_file(str(init_path)).items()})
     ema = copy.deepcopy(unet).eval()
     images, scenes = render(pool, seed=seed)
     x_all = torch.from_numpy(downsample(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -113,6 +125,7 @@ def train_diffusion(
         "batch": batch,
         "lr": lr,
         "p_uncond": p_uncond,
+        "init_from": str(init_from) if init_from else None,
         "min_snr_gamma": min_snr_gamma,
         "ema_decay": ema_decay,
         "seconds": time.time() - t0,
