@@ -135,7 +135,7 @@ def test_archetypal_atoms_follow_candidate_changes(n_candidates):
     single = sae.float()
     torch.testing.assert_close(single.dictionary(), archetypal_dictionary(single))
     used = torch.tensor([3, 0, 36])
-    torch.testing.assert_close(single.atoms(used), single.dictionary()[used])
+    torch.testing.assert_close(single.mixtures(used), single.mixtures()[used])
 
 
 @pytest.mark.parametrize("weighting", ["uw", "rw"])

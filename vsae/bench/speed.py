@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -119,39 +120,35 @@ def run(args: argparse.Namespace) -> int:
         "settings": {**base, "grid": grid, "archs": list(archs), "quick": args.quick},
         "equivalence": equivalence_checks(archs),
     }
+    points = [{"d": d, "n": n, "k": k}
+              for d, n, k in itertools.product(grid["d"], grid["n"], grid["k"])]
     rows = []
-    for d in grid["d"]:
-        for n in grid["n"]:
-            for k in grid["k"]:
-                for i, arch in enumerate(archs):
-                    spec = {**base, "arch": arch, "d": d, "n": n, "k": k}
-                    rows.append(measure_pair(spec, args, reference_first=i % 2 == 1))
-                    _progress(rows[-1])
+    for point in points:
+        for i, arch in enumerate(archs):
+            spec = {**base, "arch": arch, **point}
+            rows.append(measure_pair(spec, args, reference_first=i % 2 == 1))
+            _progress(rows[-1])
     report["results"] = rows
     if "topk" in archs and "archetypal" in archs:
         report["ra_vs_topk"] = []
-        for d in grid["d"]:
-            for n in grid["n"]:
-                for k in grid["k"]:
-                    spec = {**base, "impl": "ra_vs_topk", "d": d, "n": n, "k": k,
-                            "steps": 2 if args.quick else args.steps_interleaved}
-                    res = run_measurement(spec)
-                    report["ra_vs_topk"].append({"d": d, "n": n, "k": k, **res})
-                    print(f"[speed] RA-SAE / TopK d={d} n={n} k={k}: {res.get('ratio', res)}",
-                          file=sys.stderr, flush=True)
+        for point in points:
+            spec = {**base, "impl": "ra_vs_topk", **point,
+                    "steps": 2 if args.quick else args.steps_interleaved}
+            res = run_measurement(spec)
+            report["ra_vs_topk"].append({**point, **res})
+            print(f"[speed] RA-SAE / TopK {point}: {res.get('ratio', res)}",
+                  file=sys.stderr, flush=True)
     if "topk" in archs and args.share_batch:
         share_batch = 256 if args.quick else args.share_batch
         report["encoder_share_at_recipe_batch"] = []
-        for d in grid["d"]:
-            for n in grid["n"]:
-                for k in grid["k"]:
-                    spec = {**base, "arch": "topk", "impl": "vsae", "check": False,
-                            "batch": share_batch, "d": d, "n": n, "k": k}
-                    res = run_measurement(spec)
-                    report["encoder_share_at_recipe_batch"].append(
-                        {"d": d, "n": n, "k": k, "batch": share_batch, **res})
-                    print(f"[speed] TopK batch {share_batch} d={d} n={n} k={k}: encoder "
-                          f"share {res.get('encoder_share', res)}", file=sys.stderr, flush=True)
+        for point in points:
+            spec = {**base, "arch": "topk", "impl": "vsae", "check": False,
+                    "batch": share_batch, **point}
+            res = run_measurement(spec)
+            report["encoder_share_at_recipe_batch"].append(
+                {**point, "batch": share_batch, **res})
+            print(f"[speed] TopK batch {share_batch} {point}: encoder share "
+                  f"{res.get('encoder_share', res)}", file=sys.stderr, flush=True)
     if not args.no_memory_check:
         spec = {**base, "arch": "topk", "d": 32 if args.quick else 768,
                 "n": 1024 if args.quick else 65536, "k": 4 if args.quick else 32,

@@ -129,6 +129,17 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _prepare(spec: dict[str, Any]) -> tuple[torch.device, list[Tensor], Tensor | None]:
+    """Threads and seed of a measurement process; its two input batches and dead mask."""
+    device = torch.device(spec["device"])
+    if spec["threads"] > 0:
+        torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    gen = torch.Generator().manual_seed(spec["seed"] + 2)
+    batches = [torch.randn(spec["batch"], spec["d"], generator=gen).to(device) for _ in range(2)]
+    return device, batches, dead_mask(spec["n"], spec["dead_frac"], device)
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Build, (optionally) check against the other path, warm up and time one configuration.
 
@@ -147,15 +158,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         and ``encoder_share`` (vsae only), ``peak_mem_mb``, ``rss_at_start_mb`` (CPU), and
         ``check`` when requested.
     """
-    device = torch.device(spec["device"])
-    if spec["threads"] > 0:
-        torch.set_num_threads(spec["threads"])
     start_mb = peak_memory_mb(torch.device("cpu"))
-    torch.manual_seed(spec["seed"])
-    B, d = spec["batch"], spec["d"]
-    gen = torch.Generator().manual_seed(spec["seed"] + 2)
-    batches = [torch.randn(B, d, generator=gen).to(device) for _ in range(2)]
-    dead_N = dead_mask(spec["n"], spec["dead_frac"], device)
+    device, batches, dead_N = _prepare(spec)
     sae = build_sae(spec).to(device).train()
     out: dict[str, Any] = {}
     if spec["check"]:
@@ -190,7 +194,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         warmup_s=warm,
         step_s=times,
         step_s_median=med,
-        samples_per_s=B / med,
+        samples_per_s=spec["batch"] / med,
         peak_mem_mb=peak_memory_mb(device),
     )
     if device.type == "cpu":
@@ -207,13 +211,7 @@ def measure_interleaved(spec: dict[str, Any]) -> dict[str, Any]:
     Both see the same machine load at the same moments, so their ratio is far less noisy
     than one taken between two processes minutes apart.
     """
-    device = torch.device(spec["device"])
-    if spec["threads"] > 0:
-        torch.set_num_threads(spec["threads"])
-    torch.manual_seed(spec["seed"])
-    B, d = spec["batch"], spec["d"]
-    gen = torch.Generator().manual_seed(spec["seed"] + 2)
-    batches = [torch.randn(B, d, generator=gen).to(device) for _ in range(2)]
+    device, batches, dead_N = _prepare(spec)
     autocast = spec["autocast"] and device.type == "cuda"
     steps = {}
     for arch in ("topk", "archetypal"):
@@ -221,11 +219,11 @@ def measure_interleaved(spec: dict[str, Any]) -> dict[str, Any]:
         steps[arch] = make_step(sae, lambda x, dd, m=sae: m.loss(x, dd).loss, device, autocast)
     for i in range(spec["warmup"]):
         for arch in steps:
-            steps[arch](batches[i % 2], None)
+            steps[arch](batches[i % 2], dead_N)
     times: dict[str, list[float]] = {arch: [] for arch in steps}
     for i in range(spec["steps"]):
         for arch in steps:
-            times[arch].append(steps[arch](batches[i % 2], None))
+            times[arch].append(steps[arch](batches[i % 2], dead_N))
     med = {arch: _median(t) for arch, t in times.items()}
     return {
         "topk_step_s": times["topk"],

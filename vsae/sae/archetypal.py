@@ -5,11 +5,11 @@ centroids of the training activations. RA-SAE (``delta > 0``): D = W C + Lambda
 with ||Lambda_i|| <= delta. Each atom may mix only its ``n_neighbors`` nearest
 candidates (a sparse W), which keeps the dictionary at O(N m D) per step.
 
-Training builds only the atoms that a batch selects (O(U m D) for U distinct
-selected latents, forward and backward), from a "bank" that stores each atom's
-m candidates next to each other when that costs no more memory than the
-candidate table itself (N m <= C): the gather then streams contiguous blocks
-instead of jumping across a table of up to 8 N candidates.
+Training mixes only the atoms that a batch selects (O(U m D) for U distinct
+selected latents, forward and backward) unless most are selected, from a "bank"
+that stores each atom's m candidates next to each other when that costs no more
+memory than the candidate table itself (N m <= C): the gather then streams
+contiguous blocks instead of jumping across a table of up to 8 N candidates.
 """
 
 from __future__ import annotations
@@ -72,17 +72,11 @@ class ArchetypalSAE(BatchTopKSAE):
             index_NM, table_RD, mode="sum", per_sample_weights=mix_NM
         )
 
-    def atoms(self, idx_U: Tensor | None = None) -> Tensor:
-        """Atoms ``idx_U`` (all when None): convex mixtures of their candidate neighbours,
-        plus the relaxation."""
-        mixed_ND = self.mixtures(idx_U)
-        if self.cfg.delta == 0:
-            return mixed_ND
-        return mixed_ND + (self.relax_ND if idx_U is None else self.relax_ND[idx_U])
-
     def dictionary(self) -> Tensor:
-        """All atoms [N, D] (see ``atoms``)."""
-        return self.atoms()
+        """All atoms [N, D]: convex mixtures of each atom's candidate neighbours, plus the
+        relaxation."""
+        mixed_ND = self.mixtures()
+        return mixed_ND + self.relax_ND if self.cfg.delta > 0 else mixed_ND
 
     # Above this share of distinct selected atoms, mixing all N is cheaper than indexing.
     SUBSET_MAX_SHARE = 0.75

@@ -172,10 +172,16 @@ def save_unet(unet: UNet2DConditionModel, directory: str | Path) -> None:
     )
 
 
-def load(directory: str | Path, text_encoder, tokenizer: WorldTokenizer) -> WorldDiffusionPipeline:
-    """Load the tiny diffusion folder around a loaded tiny CLIP."""
+def load_unet_weights(unet: UNet2DConditionModel, directory: str | Path) -> None:
+    """Load the fp16 ``unet.safetensors`` of a diffusion folder into ``unet`` (as fp32)."""
     from safetensors.torch import load_file
 
+    sd = load_file(str(Path(directory) / "unet.safetensors"))
+    unet.load_state_dict({k: v.float() for k, v in sd.items()})
+
+
+def load(directory: str | Path, text_encoder, tokenizer: WorldTokenizer) -> WorldDiffusionPipeline:
+    """Load the tiny diffusion folder around a loaded tiny CLIP."""
     directory = Path(directory)
     path = directory / "unet.safetensors"
     if not path.is_file():
@@ -183,8 +189,7 @@ def load(directory: str | Path, text_encoder, tokenizer: WorldTokenizer) -> Worl
     cfg = json.loads((directory / "unet_config.json").read_text())
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
     unet = UNet2DConditionModel.from_config(cfg)
-    sd = load_file(str(path))
-    unet.load_state_dict({k: v.float() for k, v in sd.items()})
+    load_unet_weights(unet, directory)
     sched = DDIMScheduler(**json.loads((directory / "scheduler_config.json").read_text()))
     return WorldDiffusionPipeline(unet, sched, text_encoder, tokenizer)
 

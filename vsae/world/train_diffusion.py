@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import clip as clip_mod
 from .captions import random_captions
-from .diffusion import TEXT_ENCODER, build_unet, ddpm_scheduler, pack, save_unet
+from .diffusion import TEXT_ENCODER, build_unet, ddpm_scheduler, load_unet_weights, pack, save_unet
 from .render import downsample, render
 
 
@@ -58,12 +58,9 @@ def train_diffusion(
         p.requires_grad_(False)
     unet = build_unet(seed, cross_attention_dim=text_model.transformer.width)
     if init_from is not None:
-        from safetensors.torch import load_file
-
-        init_path = Path(init_from) / "unet.safetensors"
-        if not init_path.is_file():
-            raise FileNotFoundError(f"init_from: no UNet weights at {init_path}")
-        unet.load_state_dict({k: v.float() for k, v in load_file(str(init_path)).items()})
+        if not (Path(init_from) / "unet.safetensors").is_file():
+            raise FileNotFoundError(f"init_from: no UNet weights at {init_from}/unet.safetensors")
+        load_unet_weights(unet, init_from)
     ema = copy.deepcopy(unet).eval()
     images, scenes = render(pool, seed=seed)
     x_all = torch.from_numpy(downsample(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
