@@ -70,8 +70,11 @@ def test_fast_build_writes_loadable_models(tmp_path):
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(report["stages"]) == {"clip", "siglip", "judge", "diffusion"}
     log = json.loads((out / "build_log.json").read_text())
-    assert set(log["stages"]["clip"]["summary"]) == {"phase1", "phase2", "phase3"}
+    assert set(log["stages"]["clip"]["summary"]) == {"phase1", "phase2", "phase3", "phase4"}
     assert log["stages"]["clip"]["summary"]["phase3"]["pairs"] == {"position": 1, "shape": 1}
+    phase4 = log["stages"]["siglip"]["summary"]["phase4"]
+    assert phase4["aux"] == {"position": 2.0}
+    assert phase4["init_from"] == str(out / "_phase3" / "siglip")
     diffusion = log["stages"]["diffusion"]["summary"]
     assert diffusion["phase2"]["init_from"] == str(out / "_phase1" / "diffusion")
     assert diffusion["phase1"]["init_from"] is None

@@ -5,9 +5,11 @@ Stages run in order: clip, siglip, judge, diffusion.
 * clip: phase 1 trains a tiny CLIP from scratch (``_phase1/clip``, not shipped);
   phase 2 fine-tunes its image tower and text projection (text transformer frozen,
   ``_phase2/clip``); phase 3 fine-tunes every weight on batches that are half
-  minimal pairs (``pairs.py``), which is what teaches both towers position.
+  minimal pairs (``pairs.py``, ``_phase3/clip``), which lifts shape; phase 4 adds an
+  auxiliary position head for its first 600 of 800 steps, which teaches both towers
+  position (``PHASE4``).
 * siglip: starts from the phase-1 CLIP, trains every weight with the sigmoid loss
-  (``_phase2/siglip``), then phase 3 as for CLIP.
+  (``_phase2/siglip``), then phases 3 and 4 as for CLIP.
 * judge: the attribute classifier, from scratch.
 * diffusion: the UNet, conditioned on the CLIP text transformer (identical in
   phase 1 and phase 2): 6000 steps from scratch (``_phase1/diffusion``), then 3000 more at
@@ -50,22 +52,49 @@ PHASE3 = {
 }
 PHASE3_DATA_SEED = {"clip": 4, "siglip": 5}
 
+# phase 4 (every weight): phase 3's batches plus an auxiliary position head on the image
+# embedding (weight 2, decaying to 0 at 75 % of the steps; the last 200 steps are contrastive
+# only), with the image tower's positional embedding scaled by 4 once at the start. Without
+# the head, neither tower starts to encode position: while the text tower ignores "top left"
+# the contrastive loss gives the image tower no reason to encode it, and vice versa.
+PHASE4 = {
+    "steps": 800,
+    "lr": 1e-3,
+    "pool": 8192,
+    "p_full": 0.3,
+    "pairs": {"position": 12, "shape": 6},
+    "aux": {"position": 2.0},
+    "aux_until": 0.75,
+    "pos_scale": 4.0,
+}
+PHASE4_DATA_SEED = {"clip": 40, "siglip": 41}
+
 # diffusion phase 2: goes on from phase 1's EMA UNet at a lower learning rate, other data seed
 DIFFUSION_PHASE2 = {"steps": 3000, "lr": 3e-4, "seed": 6}
 
 
-def _phase3(out: Path, kind: str, log, fast: bool) -> dict:
+def _phases34(out: Path, kind: str, log, fast: bool) -> dict:
+    """Phases 3 (into ``_phase3/``) and 4 (into ``out/kind``, the shipped model)."""
     from .train_clip import train_clip
 
-    kw = {"steps": 4, "pool": 256, "pairs": {"position": 1, "shape": 1}} if fast else PHASE3
-    return train_clip(
-        out / kind,
+    fast_kw = {"steps": 4, "pool": 256, "pairs": {"position": 1, "shape": 1}}
+    phase3 = train_clip(
+        out / "_phase3" / kind,
         kind=kind,
         init_from=out / "_phase2" / kind,
         data_seed=PHASE3_DATA_SEED[kind],
         log=log,
-        **kw,
+        **(fast_kw if fast else PHASE3),
     )
+    phase4 = train_clip(
+        out / kind,
+        kind=kind,
+        init_from=out / "_phase3" / kind,
+        data_seed=PHASE4_DATA_SEED[kind],
+        log=log,
+        **({**PHASE4, **fast_kw} if fast else PHASE4),
+    )
+    return {"phase3": phase3, "phase4": phase4}
 
 
 def _log_to(path: Path):
@@ -101,7 +130,7 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
             log=log,
             **kw,
         )
-        return {"phase1": phase1, "phase2": phase2, "phase3": _phase3(out, "clip", log, fast)}
+        return {"phase1": phase1, "phase2": phase2, **_phases34(out, "clip", log, fast)}
     if stage == "siglip":
         from .train_clip import train_clip
 
@@ -118,7 +147,7 @@ def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = Fal
             log=log,
             **kw,
         )
-        return {"phase2": phase2, "phase3": _phase3(out, "siglip", log, fast)}
+        return {"phase2": phase2, **_phases34(out, "siglip", log, fast)}
     if stage == "judge":
         from .judge import train_judge
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from open_clip.loss import ClipLoss, SigLipLoss
 
 from .captions import random_captions
 from .clip import build, images_to_tensor, load_compact, save_compact, write_config_dir
 from .pairs import minimal_pair_batch
 from .render import render
+from .scenes import labels_of
 from .tokens import WorldTokenizer
 from .vocab import ATTRIBUTES
 from .zeroshot import zero_shot_accuracy
@@ -52,6 +54,8 @@ def train_clip(
     keep_probs: dict[str, float] | None = None,
     pairs: dict[str, int] | None = None,
     pos_scale: float = 1.0,
+    aux: dict[str, float] | None = None,
+    aux_until: float = 0.5,
     log_every: int = 50,
     log=print,
 ) -> dict:
@@ -75,6 +79,13 @@ def train_clip(
         Multiply the image tower's positional embedding by this once, before training.
         Object patches embed with norms ~15x the positional embedding's, so after
         ``ln_pre`` position is a few percent of each token and the tower never learns it.
+    aux, aux_until
+        Auxiliary linear heads on the normalised image embedding, one per named
+        attribute, with cross-entropy weight ``aux[a]`` that decays linearly to 0 at
+        ``aux_until`` of the steps; the rest of the run is contrastive only and the
+        heads are not saved. This breaks a symmetric plateau: while neither tower
+        encodes an attribute, the contrastive loss has no gradient that would make
+        either start (see README, "Position").
 
     Returns a summary dict (steps, seconds, final loss, held-out zero-shot accuracy).
     """
@@ -105,7 +116,13 @@ def train_clip(
         raise ValueError(f"minimal pairs {pairs} need {n_pairs} rows > batch {batch}")
     log(f"[{kind}] rendered {pool} training images in {time.time() - t0:.0f}s")
     loss_fn = ClipLoss() if kind == "clip" else SigLipLoss()
-    opt = torch.optim.AdamW(_param_groups(model, 0.05), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    groups = _param_groups(model, 0.05)
+    heads = torch.nn.ModuleDict(
+        {a: torch.nn.Linear(model.visual.output_dim, len(ATTRIBUTES[a])) for a in (aux or {})}
+    )
+    if aux:
+        groups.append({"params": list(heads.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -123,9 +140,11 @@ def train_clip(
             keep_probs=keep_probs,
         )
         batch_images = images[idx]
+        batch_scenes = [scenes[i] for i in idx]
         if n_pairs:
-            pair_images, _, pair_caps = minimal_pair_batch(pairs, data_seed + 100, step)
+            pair_images, pair_scenes, pair_caps = minimal_pair_batch(pairs, data_seed + 100, step)
             batch_images = np.concatenate([pair_images, batch_images])
+            batch_scenes = pair_scenes + batch_scenes
             caps = pair_caps + caps
         tokens = tok(caps)
         used.update(tokens.unique().tolist())
@@ -135,6 +154,12 @@ def train_clip(
             loss = loss_fn(img_f, txt_f, scale)
         else:
             loss = loss_fn(img_f, txt_f, scale, model.logit_bias)
+        aux_w = max(0.0, 1.0 - step / max(1.0, aux_until * steps))
+        if aux and aux_w > 0:
+            labels = labels_of(batch_scenes)
+            for a, w in aux.items():
+                logits = heads[a](img_f) * 10.0  # img_f is unit-norm: sharpen the logits
+                loss = loss + aux_w * w * F.cross_entropy(logits, torch.from_numpy(labels[a]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -161,6 +186,8 @@ def train_clip(
         "keep_probs": keep_probs,
         "pairs": pairs,
         "pos_scale": pos_scale,
+        "aux": aux,
+        "aux_until": aux_until if aux else None,
         "steps": steps,
         "batch": batch,
         "lr": lr,
