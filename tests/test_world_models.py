@@ -47,11 +47,6 @@ def test_shipped_weights_load_and_fit_the_budget(clip):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loader", ["load_clip", "load_siglip"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 3 open: the image towers do not encode position (zero-shot at chance, "
-    "even with minimal-pair batches); shape is 0.94 (CLIP) and 0.96 (SigLIP)",
-)
 def test_zero_shot_accuracy_clears_the_targets(loader):
     model, _, tok = getattr(world, loader)()
     images, scenes = world.render(200, seed=HELDOUT_SEED)
