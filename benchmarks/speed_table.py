@@ -25,6 +25,9 @@ def tables(report: dict) -> str:
         verdict = "-"
         if check:
             verdict = f"{check['max_rel_diff']:.1e} {'pass' if check['passed'] else 'FAIL'}"
+            if check.get("tie"):
+                f64 = check["recheck"]["float64"]["max"]
+                verdict += f" (float32 tie; float64 {f64:.0e})"
         out.append(
             f"| {r['arch']} | {r['d']} | {r['n']} | {r['k']} | {_fmt(v.get('step_s_median'))} "
             f"| {v.get('samples_per_s', 0):.0f} | {_fmt(ref.get('step_s_median'))} | {speedup} "

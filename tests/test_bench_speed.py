@@ -9,7 +9,12 @@ import torch
 from conftest import run_cli
 
 from vsae import SAEConfig, build
-from vsae.bench.dense_reference import DenseReferenceSAE, compare_gradients
+from vsae.bench.dense_reference import (
+    DenseReferenceSAE,
+    boundary_ties,
+    compare_gradients,
+    float64_recheck,
+)
 
 CASES = [
     ("topk", {}),
@@ -90,6 +95,31 @@ def test_reference_constraints_match_vsae():
     torch.testing.assert_close(ref.W_NC.gather(1, sae.neighbors_NM), sae.mix_NM)
     torch.testing.assert_close(ref.relax_ND, sae.relax_ND)
     assert float(sae.relax_ND.norm(dim=-1).max()) <= 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("arch", ["topk", "matryoshka_k"])
+def test_boundary_ties_are_found_and_rechecked_in_float64(arch):
+    # latent i has encoder row c_i * u, so every input with x.u > 0 ranks latents by c_i;
+    # c_2 == c_3 puts equal pre-activations at ranks 2 and 3, across the k = 3 boundary
+    levels = {"levels": (3, 6, 40)} if arch == "matryoshka_k" else {}
+    sae = build(SAEConfig(arch=arch, d_in=8, n_latents=40, k=3, seed=0, **levels))
+    gen = torch.Generator().manual_seed(0)
+    u_D = torch.randn(8, generator=gen)
+    c_N = torch.linspace(3.0, 0.1, 40)
+    with torch.no_grad():
+        sae.b_enc_N.zero_()
+        sae.b_dec_D.zero_()
+        sae.W_enc_ND.copy_(c_N[:, None] * u_D)
+    x_BD = (1 + torch.rand(12, 1, generator=gen)) * u_D + 0.01 * torch.randn(12, 8, generator=gen)
+    assert boundary_ties(sae, x_BD) == 0
+    c_N[3] = c_N[2]
+    with torch.no_grad():
+        sae.W_enc_ND.copy_(c_N[:, None] * u_D)
+    assert boundary_ties(sae, x_BD) == 12
+    recheck = float64_recheck(sae, x_BD)
+    assert recheck["ties_float32"] == recheck["ties_float64"] == 12
+    assert set(recheck["float64"]) >= {"loss", "max", "grad/W_enc_ND"}
+    assert next(sae.parameters()).dtype == torch.float32  # the recheck works on copies
 
 
 def test_bench_speed_quick_cli(tmp_path):

@@ -239,6 +239,46 @@ def compare_gradients(
     return diffs
 
 
+def boundary_ties(sae: BaseSAE, x_BD: Tensor) -> int:
+    """Rows of ``x_BD`` with two equal pre-activations straddling a top-k boundary.
+
+    At such a boundary the fast path and the reference may keep different ones of the two
+    (both are correct top-k sets), so their gradients can differ although the math is the
+    same. Boundaries: ``k`` (TopK, RA-SAE) or every sparse level (nested-k MSAE); BatchTopK
+    ranks the whole batch, so it has one boundary, at ``B * k``.
+    """
+    k = sae.cfg.k
+    levels = [lv for lv in getattr(sae, "levels", (k,)) if lv < sae.n_latents]
+    with torch.no_grad():
+        pre_BN = sae.pre_acts(x_BD)
+        if sae.cfg.arch == "batchtopk" or getattr(sae.cfg, "encoder_act", "") == "batchtopk":
+            m = min(x_BD.shape[0] * k, pre_BN.numel() - 1)
+            top = pre_BN.reshape(-1).topk(m + 1).values
+            return int(top[m - 1] == top[m])
+        if not levels:
+            return 0
+        top_BK = pre_BN.topk(max(levels) + 1, dim=1).values
+        tied_B = torch.zeros(x_BD.shape[0], dtype=torch.bool, device=x_BD.device)
+        for lv in levels:
+            tied_B |= top_BK[:, lv - 1] == top_BK[:, lv]
+    return int(tied_B.sum())
+
+
+def float64_recheck(sae: BaseSAE, x_BD: Tensor, dead_N: Tensor | None = None) -> dict:
+    """``compare_gradients`` on float64 copies of ``sae`` and ``x_BD``, plus the float32 ties.
+
+    Run when the float32 check fails: ``ties_float32 > 0`` with a float64 ``max`` at rounding
+    level says the float32 difference came from a tie at a top-k boundary, not from the math.
+    """
+    import copy
+
+    sae64 = copy.deepcopy(sae).double()
+    x64_BD = x_BD.double()
+    diffs = compare_gradients(sae64, DenseReferenceSAE.from_sae(sae64), x64_BD, dead_N)
+    return {"ties_float32": boundary_ties(sae, x_BD), "ties_float64": boundary_ties(sae64, x64_BD),
+            "float64": diffs}
+
+
 def _rel(a: Tensor, b: Tensor) -> float:
     num = (a.double() - b.double()).norm().item()
     den = b.double().norm().item()

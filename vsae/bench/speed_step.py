@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vsae.bench.dense_reference import DenseReferenceSAE, compare_gradients
+from vsae.bench.dense_reference import DenseReferenceSAE, compare_gradients, float64_recheck
 from vsae.config import SAEConfig, TrainConfig
 from vsae.sae import BaseSAE, build
 from vsae.training.optim import adamw
@@ -199,6 +199,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     )
     if device.type == "cpu":
         out["rss_at_start_mb"] = start_mb
+    if spec["check"] and out["check"]["max"] >= spec.get("check_tol", 1e-4):
+        # after the peak memory is read: the float64 copies must not count
+        sae = build_sae(spec).to(device).train()
+        out["check_recheck"] = float64_recheck(sae, batches[0], dead_N)
     if enc:
         out["encoder_s_median"] = _median(enc)
         out["encoder_share"] = _median(enc) / med
