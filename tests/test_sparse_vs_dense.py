@@ -139,11 +139,20 @@ def test_archetypal_atoms_follow_candidate_changes(n_candidates):
 
 
 @pytest.mark.parametrize("weighting", ["uw", "rw"])
-def test_msae_mixes_sorted_and_masked_chunks(weighting):
-    """n = 200, k0 = 2: the narrow levels come from one sort, the wide ones are masks."""
+def test_msae_mixes_sorted_and_gathered_chunks(weighting):
+    """n = 200, k0 = 2: the narrow levels come from one sort, the wide ones are gathers."""
     sae = _model("matryoshka_k", {"weighting": weighting}, 8, 200, 2)
     sorted_end = sae._sorted_prefix(sae.levels[:-1])
     assert 0 < sorted_end < sae.levels[-2], (sae.levels, sorted_end)
+    gen = torch.Generator().manual_seed(3)
+    _assert_matches_reference(sae, torch.randn(16, 8, generator=gen, dtype=torch.float64) * 3)
+
+
+def test_msae_with_only_wide_chunks():
+    """n = 40, k0 = 8: every chunk is wider than n / 16, so there is no sorted prefix."""
+    sae = _model("matryoshka_k", {}, 8, 40, 8)
+    assert sae.levels == (8, 16, 32, 40)
+    assert sae._sorted_prefix(sae.levels[:-1]) == 0
     gen = torch.Generator().manual_seed(3)
     _assert_matches_reference(sae, torch.randn(16, 8, generator=gen, dtype=torch.float64) * 3)
 

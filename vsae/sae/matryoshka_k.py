@@ -90,43 +90,41 @@ class MatryoshkaKSAE(TopKFamilySAE):
         return end
 
     @staticmethod
-    def _rank_sets(
+    def _rank_chunks(
         pre_BN: Tensor, wide: list[int], n_sorted: int
     ) -> tuple[dict[int, Tensor], Tensor | None]:
-        """Row-wise top sets of the wide chunks' boundary ranks, and the sorted narrow top.
+        """Columns of the wide chunks, and the sorted narrow top, from a cascade of top-k calls.
 
-        A cascade of unsorted top-k calls, each on the previous (smaller) top set: the
-        top-4096 of 8192, then the top-2048 of those 4096, ... so the sets are nested and
-        each holds exactly b entries per row (ties broken once, consistently). A last
+        Unsorted top-k calls, each on the previous (smaller) top set: the top-4096 of
+        8192, then the top-2048 of those 4096, ... so the sets are nested and each holds
+        exactly b entries per row (ties broken once, consistently). The chunk ranked
+        b_next..b-1 is the top-b set minus the positions its top-b_next took. A last
         sorted top-``n_sorted`` gives the ranked codes of the narrow chunks. Far cheaper on
         CPU than one sorted top-k as wide as the widest level.
 
-        Returns ``({b: columns of the top-b set, [B, b]}, cols_BK of the n_sorted largest
-        in descending order, or None)``.
+        Returns ``({stop: columns ranked start..stop-1, [B, stop - start]} for each wide
+        level ``stop``, cols_BK of the n_sorted largest in descending order, or None)``.
         """
+        bounds = sorted(wide, reverse=True)
         vals_BK, idx_BK = pre_BN.detach(), None
-        sets = {}
-        for b in sorted(wide, reverse=True):
-            vals_BK, j_BK = vals_BK.topk(b, dim=1, sorted=False)
+        chunks: dict[int, Tensor] = {}
+        for i, b in enumerate([*bounds, n_sorted]):
+            if b == 0:  # no narrow prefix: the smallest wide chunk is its whole top set
+                chunks[bounds[-1]] = idx_BK
+                break
+            vals_BK, j_BK = vals_BK.topk(b, dim=1, sorted=i == len(bounds))
+            if i > 0:  # the previous set minus this one: the chunk ranked b..bounds[i-1]-1
+                keep_BW = torch.ones_like(idx_BK, dtype=torch.bool).scatter_(1, j_BK, False)
+                rest_BC = keep_BW.nonzero()[:, 1].view(idx_BK.shape[0], -1)
+                chunks[bounds[i - 1]] = idx_BK.gather(1, rest_BC)
             idx_BK = j_BK if idx_BK is None else idx_BK.gather(1, j_BK)
-            sets[b] = idx_BK
-        if not n_sorted:
-            return sets, None
-        j_BK = vals_BK.topk(n_sorted, dim=1, sorted=True).indices
-        cols_BK = j_BK if idx_BK is None else idx_BK.gather(1, j_BK)
-        sets[n_sorted] = cols_BK
-        return sets, cols_BK
+        return chunks, (idx_BK if n_sorted else None)
 
     @staticmethod
-    def _masked_chunk(relu_BN: Tensor, start: int, stop: int, sets: dict) -> Tensor:
-        """ReLU codes (``relu_BN``) of the entries ranked start..stop-1 in their row, zeros
-        elsewhere: the top-``stop`` set minus the top-``start`` set (see ``_rank_sets``).
+    def _chunk_codes(relu_BN: Tensor, cols_BC: Tensor) -> Tensor:
+        """ReLU codes (``relu_BN``) at ``cols_BC`` of each row, zeros elsewhere.
         Differentiable w.r.t. ``relu_BN``."""
-        keep_BN = torch.zeros_like(relu_BN, dtype=torch.bool)
-        keep_BN.scatter_(1, sets[stop], True)
-        if start > 0:
-            keep_BN.scatter_(1, sets[start], False)
-        return relu_BN * keep_BN
+        return relu_BN.new_zeros(relu_BN.shape).scatter_(1, cols_BC, relu_BN.gather(1, cols_BC))
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Weighted mean of the per-level batch FVUs, plus AuxK."""
@@ -147,13 +145,13 @@ class MatryoshkaKSAE(TopKFamilySAE):
         rows_BK = cols_BK = vals_BK = None
         if sparse_levels:
             # With a dense level, pre_BN carries gradients, so chunks wider than
-            # N / DENSE_CHUNK_DIVISOR are masks of its ReLU (the difference of two nested
+            # N / DENSE_CHUNK_DIVISOR are gathers of its ReLU (the difference of two nested
             # top sets) and only the narrow chunks need a sort.
-            sets: dict[int, Tensor] = {}
+            chunks: dict[int, Tensor] = {}
             if dense:
                 n_sorted = self._sorted_prefix(sparse_levels)
                 wide = [k for k in sparse_levels if k > n_sorted]
-                sets, cols_BK = self._rank_sets(pre_BN, wide, n_sorted)
+                chunks, cols_BK = self._rank_chunks(pre_BN, wide, n_sorted)
                 if n_sorted:
                     vals_BK = torch.relu(pre_BN.gather(1, cols_BK))
                     rows_BK = torch.arange(B, device=x_BD.device)[:, None].expand_as(cols_BK)
@@ -170,8 +168,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
                         rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
                     )
                 else:
-                    chunk_BN = self._masked_chunk(relu_BN, start, k, sets)
-                    part_BD = chunk_BN @ atoms_ND
+                    part_BD = self._chunk_codes(relu_BN, chunks[k]) @ atoms_ND
                 recon_BD = recon_BD + part_BD
                 losses.append(nmse(x_BD, recon_BD))
                 first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD

@@ -8,6 +8,7 @@ references live in ``vsae/sae/reference.py``; tests compare the two.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -135,11 +136,53 @@ def gather_pre(
     )
 
 
+def _sampled_dots(a_BD: Tensor, b_ND: Tensor, cols_M: Tensor, offsets_B: Tensor) -> Tensor:
+    """out[m] = a[row of m] . b[cols[m]] for the entries of a row-grouped selection.
+
+    ``torch.sparse.sampled_addmm`` on a CSR pattern; on CPU about 3x faster than the
+    per-sample-weights backward of ``F.embedding_bag`` (which computes the same dots).
+    """
+    crow = torch.cat([offsets_B, offsets_B.new_tensor([cols_M.numel()])])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the op is tested here
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(
+            crow, cols_M, a_BD.new_zeros(cols_M.numel()), (a_BD.shape[0], b_ND.shape[0])
+        )
+    return torch.sparse.sampled_addmm(pattern, a_BD, b_ND.T, beta=0.0).values()
+
+
+class _SparseDecode(torch.autograd.Function):
+    """out_BD = sum of vals * W[cols] per row (``F.embedding_bag``), with a faster CPU backward:
+    the value gradient by ``_sampled_dots`` and the dictionary gradient by ``_scatter_rows``
+    (about 3x faster than ``embedding_bag``'s own backward at SAE sizes)."""
+
+    @staticmethod
+    def forward(ctx, vals_M, W_ND, rows_M, cols_M, offsets_B):  # noqa: D102
+        ctx.save_for_backward(vals_M, W_ND, rows_M, cols_M, offsets_B)
+        return F.embedding_bag(cols_M, W_ND, offsets_B, mode="sum", per_sample_weights=vals_M)
+
+    @staticmethod
+    def backward(ctx, grad_BD):  # noqa: D102
+        vals_M, W_ND, rows_M, cols_M, offsets_B = ctx.saved_tensors
+        grad_BD = grad_BD.contiguous()
+        grad_vals = grad_W = None
+        if ctx.needs_input_grad[0]:
+            grad_vals = _sampled_dots(grad_BD, W_ND, cols_M, offsets_B)
+        if ctx.needs_input_grad[1]:
+            grad_W = _scatter_rows(cols_M, rows_M, vals_M, grad_BD, W_ND.shape[0])
+        return grad_vals, grad_W, None, None, None
+
+
 def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
-    """Sum of ``vals * W_dec[cols]`` per row, without forming the dense [B, N] codes."""
+    """Sum of ``vals * W_dec[cols]`` per row, without forming the dense [B, N] codes.
+
+    On CPU the backward is ``_SparseDecode``'s; elsewhere ``F.embedding_bag``'s own.
+    """
     assert vals_M.shape == sel.cols_M.shape, "one value per selected entry"
     if sel.cols_M.numel() == 0:
         return W_dec_ND.new_zeros(sel.n_rows, W_dec_ND.shape[1]) + 0 * W_dec_ND.sum()
+    if W_dec_ND.device.type == "cpu" and (vals_M.requires_grad or W_dec_ND.requires_grad):
+        return _SparseDecode.apply(vals_M, W_dec_ND, sel.rows_M, sel.cols_M, sel.offsets_B)
     return F.embedding_bag(
         sel.cols_M, W_dec_ND, sel.offsets_B, mode="sum", per_sample_weights=vals_M
     )
