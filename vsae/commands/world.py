@@ -23,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="retrain every tiny-world model from scratch (fixed seeds)",
         description="Retrain the tiny CLIP, SigLIP, judge and diffusion model from "
         "scratch with fixed seeds, write them as safetensors and report the wall "
-        "time. About two hours on 2 CPU cores (the diffusion stage alone took 40 min): run "
+        "time. About 95 minutes on 2 CPU cores (the diffusion stage alone about an hour): run "
         "it in the background.",
     )
     b.add_argument(
