@@ -17,6 +17,8 @@ trains the other entries, as the published one does.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -270,8 +272,6 @@ def float64_recheck(sae: BaseSAE, x_BD: Tensor, dead_N: Tensor | None = None) ->
     Run when the float32 check fails: ``ties_float32 > 0`` with a float64 ``max`` at rounding
     level says the float32 difference came from a tie at a top-k boundary, not from the math.
     """
-    import copy
-
     sae64 = copy.deepcopy(sae).double()
     x64_BD = x_BD.double()
     diffs = compare_gradients(sae64, DenseReferenceSAE.from_sae(sae64), x64_BD, dead_N)

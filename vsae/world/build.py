@@ -58,11 +58,9 @@ PHASE3_DATA_SEED = {"clip": 4, "siglip": 5}
 # the head, neither tower starts to encode position: while the text tower ignores "top left"
 # the contrastive loss gives the image tower no reason to encode it, and vice versa.
 PHASE4 = {
+    **PHASE3,
     "steps": 800,
     "lr": 1e-3,
-    "pool": 8192,
-    "p_full": 0.3,
-    "pairs": {"position": 12, "shape": 6},
     "aux": {"position": 2.0},
     "aux_until": 0.75,
     "pos_scale": 4.0,
