@@ -15,7 +15,7 @@ from vsae.training.distributed import (
     average_gradients,
     broadcast_parameters,
     check_in_step,
-    cleanup_distributed,
+    exit_distributed,
     is_main_process,
     setup_distributed,
 )
@@ -93,7 +93,7 @@ def main():
                 },
                 f,
             )
-    cleanup_distributed()
+    exit_distributed(0)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 from vsae.training.distributed import (
     all_reduce_mean,
     average_gradients,
-    cleanup_distributed,
+    exit_distributed,
     is_main_process,
     setup_distributed,
     wrap_ddp,
@@ -78,7 +78,7 @@ def main() -> None:
         }
         with open(out_json, "w") as f:
             json.dump(result, f)
-    cleanup_distributed()
+    exit_distributed(0)
 
 
 if __name__ == "__main__":

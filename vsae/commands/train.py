@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     Under ``torchrun`` the process group is set up from the environment (gloo on
     CPU, nccl on GPU); gradients are averaged across ranks and rank 0 writes.
     """
-    from vsae.training.distributed import cleanup_distributed, setup_distributed
+    from vsae.training.distributed import cleanup_distributed, exit_distributed, setup_distributed
     from vsae.training.sources import as_array
     from vsae.training.trainer import train
 
@@ -119,9 +119,14 @@ def run(args: argparse.Namespace) -> int:
         _, metrics = train(sae_cfg, data, run_cfg.train, out_dir=out, resume=args.resume)
     except (ConfigError, DataError, CheckpointError, TrainingError) as err:
         print(f"vsae train: error: {err}", flush=True)
+        if info.distributed:
+            exit_distributed(2)
         return 2
-    finally:
-        cleanup_distributed()
+    except BaseException:
+        cleanup_distributed(wait=False)  # a peer may never reach a barrier
+        raise
     if info.is_main:
         print(json.dumps(metrics, indent=2))
+    if info.distributed:
+        exit_distributed(0)
     return 0
