@@ -14,6 +14,8 @@ contiguous blocks instead of jumping across a table of up to 8 N candidates.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
@@ -91,7 +93,7 @@ class ArchetypalSAE(BatchTopKSAE):
         if used_U.numel() > self.SUBSET_MAX_SHARE * self.n_latents:
             out_BD = sparse.sparse_decode(sel, vals_M, self.mixtures())
         else:
-            local = sel._replace(cols_M=slot_M, n_cols=used_U.numel())
+            local = dataclasses.replace(sel, cols_M=slot_M, n_cols=used_U.numel())
             out_BD = sparse.sparse_decode(local, vals_M, self.mixtures(used_U))
         if self.cfg.delta == 0:
             return out_BD

@@ -179,7 +179,7 @@ class TopKFamilySAE(BaseSAE):
 
     def sparse_codes(self, x_BD: Tensor, pre_BN: Tensor, sel: sparse.Selection) -> Tensor:
         """ReLU of the selected pre-activations, differentiable through the sparse gather."""
-        vals_M = sparse.gather_pre(x_BD - self.b_dec_D, self.W_enc_ND, self.b_enc_N, pre_BN, sel)
+        vals_M = sparse.gather_pre(x_BD, self.b_dec_D, self.W_enc_ND, self.b_enc_N, pre_BN, sel)
         return torch.relu(vals_M)
 
     def decode_selection(self, sel: sparse.Selection, vals_M: Tensor) -> Tensor:

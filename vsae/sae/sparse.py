@@ -9,18 +9,20 @@ references live in ``vsae/sae/reference.py``; tests compare the two.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-class Selection(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class Selection:
     """Positions of kept codes in a [B, N] matrix, grouped by row.
 
     ``rows_M`` is non-decreasing; ``offsets_B`` is where each row's entries start
-    (the layout ``F.embedding_bag`` takes).
+    (the layout ``F.embedding_bag`` takes). Use ``dataclasses.replace`` for a variant.
     """
 
     rows_M: Tensor
@@ -28,6 +30,16 @@ class Selection(NamedTuple):
     offsets_B: Tensor
     n_rows: int
     n_cols: int
+
+    @cached_property
+    def column_bags(self) -> tuple[Tensor, Tensor]:
+        """``(order_M, offsets_N)``: the entries sorted by column, and where each column starts.
+
+        Computed once per selection: the encoder and decoder gradients both group by column.
+        """
+        order_M = torch.argsort(self.cols_M)
+        counts_N = torch.bincount(self.cols_M, minlength=self.n_cols)
+        return order_M, torch.cumsum(counts_N, 0) - counts_N
 
 
 def _offsets(rows_M: Tensor, n_rows: int) -> Tensor:
@@ -71,57 +83,73 @@ def subset(sel: Selection, keep_M: Tensor) -> Selection:
 
 
 class _GatherPre(torch.autograd.Function):
-    """vals_M = pre_BN[rows, cols] where pre = x @ W_enc^T + b_enc, with a sparse backward."""
+    """vals_M = pre_BN[rows, cols] where pre = (x - b_dec) @ W_enc^T + b_enc, sparse backward.
+
+    The gradient of ``b_dec`` is ``-(grad_b_enc @ W_enc)``, a matrix-vector product, so the
+    [M, D] gather a gradient of ``x - b_dec`` would need runs only when ``x`` itself wants one.
+    """
 
     @staticmethod
-    def forward(ctx, x_BD, W_enc_ND, b_enc_N, pre_BN, rows_M, cols_M, offsets_B):  # noqa: D102
-        ctx.save_for_backward(x_BD, W_enc_ND, rows_M, cols_M, offsets_B)
-        return pre_BN[rows_M, cols_M]
+    def forward(ctx, x_BD, b_dec_D, W_enc_ND, b_enc_N, pre_BN, sel):  # noqa: D102
+        ctx.sel = sel
+        ctx.save_for_backward(x_BD, b_dec_D, W_enc_ND)
+        return pre_BN[sel.rows_M, sel.cols_M]
 
     @staticmethod
     def backward(ctx, grad_M):  # noqa: D102
-        x_BD, W_enc_ND, rows_M, cols_M, offsets_B = ctx.saved_tensors
-        grad_x = grad_W = grad_b = None
-        if ctx.needs_input_grad[0]:
+        x_BD, b_dec_D, W_enc_ND = ctx.saved_tensors
+        sel = ctx.sel
+        need_x, need_bdec, need_W, need_benc = ctx.needs_input_grad[:4]
+        grad_x = grad_bdec = grad_W = grad_b = None
+        if need_x:
             grad_x = F.embedding_bag(
-                cols_M, W_enc_ND, offsets_B, mode="sum", per_sample_weights=grad_M
+                sel.cols_M, W_enc_ND, sel.offsets_B, mode="sum", per_sample_weights=grad_M
             )
-        if ctx.needs_input_grad[1]:
-            grad_W = _scatter_rows(cols_M, rows_M, grad_M, x_BD, W_enc_ND.shape[0])
-        if ctx.needs_input_grad[2]:
+        if need_bdec or need_W or need_benc:
             grad_b = torch.zeros(W_enc_ND.shape[0], dtype=grad_M.dtype, device=grad_M.device)
-            grad_b.index_add_(0, cols_M, grad_M)
-        return grad_x, grad_W, grad_b, None, None, None, None
+            grad_b.index_add_(0, sel.cols_M, grad_M)
+        if need_bdec:
+            grad_bdec = -(grad_b @ W_enc_ND)
+        if need_W:
+            # sum_m g_m (x[row] - b_dec) = sum_m g_m x[row] - grad_b_enc[n] b_dec
+            grad_W = _scatter_rows(sel, grad_M, x_BD)
+            grad_W -= grad_b[:, None] * b_dec_D[None, :]
+        return grad_x, grad_bdec, grad_W, grad_b if need_benc else None, None, None
 
 
-def _scatter_rows(cols_M: Tensor, rows_M: Tensor, w_M: Tensor, x_BD: Tensor, n: int) -> Tensor:
+def _scatter_rows(sel: Selection, w_M: Tensor, x_BD: Tensor) -> Tensor:
     """grad_ND[c] = sum of w * x[row] over the entries in column c, as one embedding_bag.
 
-    Sorting the entries by column turns the scatter into a sum over contiguous bags; this
-    is about 2x faster on CPU than ``torch.sparse.mm`` and 4x faster than ``index_add_`` of
-    an [M, D] product, and writes each output row once.
+    Grouping the entries by column (``sel.column_bags``) turns the scatter into a sum over
+    contiguous bags; this is about 2x faster on CPU than ``torch.sparse.mm`` and 4x faster
+    than ``index_add_`` of an [M, D] product, and writes each output row once.
     """
-    order_M = torch.argsort(cols_M)
-    counts_N = torch.bincount(cols_M, minlength=n)
-    offsets_N = torch.cumsum(counts_N, 0) - counts_N
+    order_M, offsets_N = sel.column_bags
     return F.embedding_bag(
-        rows_M[order_M], x_BD, offsets_N, mode="sum", per_sample_weights=w_M[order_M]
+        sel.rows_M[order_M], x_BD, offsets_N, mode="sum", per_sample_weights=w_M[order_M]
     )
 
 
 def gather_pre(
-    x_BD: Tensor, W_enc_ND: Tensor, b_enc_N: Tensor, pre_BN: Tensor, sel: Selection
+    x_BD: Tensor,
+    b_dec_D: Tensor,
+    W_enc_ND: Tensor,
+    b_enc_N: Tensor,
+    pre_BN: Tensor,
+    sel: Selection,
 ) -> Tensor:
-    """Kept pre-activations, differentiable w.r.t. ``x``, ``W_enc`` and ``b_enc`` at O(M * D).
+    """Kept pre-activations, differentiable w.r.t. every input at O(M * D) (+ O(N * D)).
 
     Parameters
     ----------
     x_BD : Tensor
-        Encoder input (already centred by ``b_dec``).
+        Encoder input, not yet centred.
+    b_dec_D : Tensor
+        Decoder bias, subtracted from ``x`` before the encoder.
     W_enc_ND, b_enc_N : Tensor
         Encoder weights and bias.
     pre_BN : Tensor
-        ``x_BD @ W_enc_ND.T + b_enc_N``, computed without autograd.
+        ``(x_BD - b_dec_D) @ W_enc_ND.T + b_enc_N``, computed without autograd.
     sel : Selection
         Which entries to keep.
 
@@ -131,9 +159,8 @@ def gather_pre(
         ``vals_M``, the kept pre-activations in selection order.
     """
     assert pre_BN.shape == (x_BD.shape[0], W_enc_ND.shape[0]), "pre_BN shape mismatch"
-    return _GatherPre.apply(
-        x_BD, W_enc_ND, b_enc_N, pre_BN.detach(), sel.rows_M, sel.cols_M, sel.offsets_B
-    )
+    assert b_dec_D.shape == (x_BD.shape[1],), "b_dec_D must be [D]"
+    return _GatherPre.apply(x_BD, b_dec_D, W_enc_ND, b_enc_N, pre_BN.detach(), sel)
 
 
 def _sampled_dots(a_BD: Tensor, b_ND: Tensor, cols_M: Tensor, offsets_B: Tensor) -> Tensor:
@@ -157,20 +184,24 @@ class _SparseDecode(torch.autograd.Function):
     (about 3x faster than ``embedding_bag``'s own backward at SAE sizes)."""
 
     @staticmethod
-    def forward(ctx, vals_M, W_ND, rows_M, cols_M, offsets_B):  # noqa: D102
-        ctx.save_for_backward(vals_M, W_ND, rows_M, cols_M, offsets_B)
-        return F.embedding_bag(cols_M, W_ND, offsets_B, mode="sum", per_sample_weights=vals_M)
+    def forward(ctx, vals_M, W_ND, sel):  # noqa: D102
+        ctx.sel = sel
+        ctx.save_for_backward(vals_M, W_ND)
+        return F.embedding_bag(
+            sel.cols_M, W_ND, sel.offsets_B, mode="sum", per_sample_weights=vals_M
+        )
 
     @staticmethod
     def backward(ctx, grad_BD):  # noqa: D102
-        vals_M, W_ND, rows_M, cols_M, offsets_B = ctx.saved_tensors
+        vals_M, W_ND = ctx.saved_tensors
+        sel = ctx.sel
         grad_BD = grad_BD.contiguous()
         grad_vals = grad_W = None
         if ctx.needs_input_grad[0]:
-            grad_vals = _sampled_dots(grad_BD, W_ND, cols_M, offsets_B)
+            grad_vals = _sampled_dots(grad_BD, W_ND, sel.cols_M, sel.offsets_B)
         if ctx.needs_input_grad[1]:
-            grad_W = _scatter_rows(cols_M, rows_M, vals_M, grad_BD, W_ND.shape[0])
-        return grad_vals, grad_W, None, None, None
+            grad_W = _scatter_rows(sel, vals_M, grad_BD)
+        return grad_vals, grad_W, None
 
 
 def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
@@ -182,7 +213,7 @@ def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
     if sel.cols_M.numel() == 0:
         return W_dec_ND.new_zeros(sel.n_rows, W_dec_ND.shape[1]) + 0 * W_dec_ND.sum()
     if W_dec_ND.device.type == "cpu" and (vals_M.requires_grad or W_dec_ND.requires_grad):
-        return _SparseDecode.apply(vals_M, W_dec_ND, sel.rows_M, sel.cols_M, sel.offsets_B)
+        return _SparseDecode.apply(vals_M, W_dec_ND, sel)
     return F.embedding_bag(
         sel.cols_M, W_dec_ND, sel.offsets_B, mode="sum", per_sample_weights=vals_M
     )
