@@ -174,6 +174,23 @@ def test_msae_mixes_sorted_and_gathered_chunks(weighting):
     _assert_matches_reference(sae, torch.randn(16, 8, generator=gen, dtype=torch.float64) * 3)
 
 
+@pytest.mark.parametrize("shift", [-2.0, 0.0, 20.0])
+def test_msae_decodes_only_positive_codes(shift):
+    """Wide chunks and the dense level decode just their positive codes when few are positive
+    (shift -2: sparse; 0: about half; +20: every code positive, the dense products)."""
+    sae = _model("matryoshka_k", {}, 8, 200, 2)
+    with torch.no_grad():
+        sae.b_enc_N.add_(shift)
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(16, 8, generator=gen, dtype=torch.float64)
+    pre = sae.pre_acts(x).detach()
+    top = pre.topk(sae.levels[-2], dim=1).indices  # the last sparse level's set
+    beyond = (pre > 0).scatter(1, top, False).sum().item()
+    tail_is_sparse = beyond * sae.DENSE_CHUNK_DIVISOR <= pre.numel()
+    assert tail_is_sparse == (shift < 20), beyond  # both branches of the dense level
+    _assert_matches_reference(sae, x)
+
+
 def test_msae_with_only_wide_chunks():
     """n = 40, k0 = 8: every chunk is wider than n / 16, so there is no sorted prefix."""
     sae = _model("matryoshka_k", {}, 8, 40, 8)

@@ -92,8 +92,9 @@ class MatryoshkaKSAE(TopKFamilySAE):
     @staticmethod
     def _rank_chunks(
         pre_BN: Tensor, wide: list[int], n_sorted: int
-    ) -> tuple[dict[int, Tensor], Tensor | None]:
-        """Columns of the wide chunks, and the sorted narrow top, from a cascade of top-k calls.
+    ) -> tuple[dict[int, Tensor], Tensor | None, Tensor | None]:
+        """Columns of the wide chunks, the sorted narrow top, and the widest top set, from a
+        cascade of top-k calls.
 
         Unsorted top-k calls, each on the previous (smaller) top set: the top-4096 of
         8192, then the top-2048 of those 4096, ... so the sets are nested and each holds
@@ -103,10 +104,11 @@ class MatryoshkaKSAE(TopKFamilySAE):
         CPU than one sorted top-k as wide as the widest level.
 
         Returns ``({stop: columns ranked start..stop-1, [B, stop - start]} for each wide
-        level ``stop``, cols_BK of the n_sorted largest in descending order, or None)``.
+        level ``stop``, cols_BK of the n_sorted largest in descending order or None, the
+        columns of the widest level's top set [B, max(wide)] or None)``.
         """
         bounds = sorted(wide, reverse=True)
-        vals_BK, idx_BK = pre_BN.detach(), None
+        vals_BK, idx_BK, top_BT = pre_BN.detach(), None, None
         chunks: dict[int, Tensor] = {}
         for i, b in enumerate([*bounds, n_sorted]):
             if b == 0:  # no narrow prefix: the smallest wide chunk is its whole top set
@@ -118,13 +120,47 @@ class MatryoshkaKSAE(TopKFamilySAE):
                 rest_BC = keep_BW.nonzero()[:, 1].view(idx_BK.shape[0], -1)
                 chunks[bounds[i - 1]] = idx_BK.gather(1, rest_BC)
             idx_BK = j_BK if idx_BK is None else idx_BK.gather(1, j_BK)
-        return chunks, (idx_BK if n_sorted else None)
+            top_BT = idx_BK if top_BT is None else top_BT
+        return chunks, (idx_BK if n_sorted else None), top_BT
+
+    def _decode_relu(self, relu_BN: Tensor, cols_BC: Tensor, atoms_ND: Tensor) -> Tensor:
+        """``codes @ atoms`` of the ReLU codes at ``cols_BC`` of each row, without ``b_dec``.
+
+        Only positive codes add anything, and past the top ranks few are positive (in a trained
+        SAE most pre-activations are negative). So the positive entries are decoded sparsely
+        when there are at most B * N / DENSE_CHUNK_DIVISOR of them, else the chunk (scattered
+        into zeros) takes one dense product. Differentiable w.r.t. ``relu_BN`` and ``atoms``.
+        """
+        B, N = relu_BN.shape
+        pos_BC = relu_BN.detach().gather(1, cols_BC) > 0
+        if int(pos_BC.sum()) * self.DENSE_CHUNK_DIVISOR > B * N:
+            codes_BN = relu_BN.new_zeros(B, N).scatter_(1, cols_BC, relu_BN.gather(1, cols_BC))
+            return codes_BN @ atoms_ND
+        rows_M, j_M = pos_BC.nonzero(as_tuple=True)
+        return self._decode_entries(relu_BN, rows_M, cols_BC[rows_M, j_M], atoms_ND)
 
     @staticmethod
-    def _chunk_codes(relu_BN: Tensor, cols_BC: Tensor) -> Tensor:
-        """ReLU codes (``relu_BN``) at ``cols_BC`` of each row, zeros elsewhere.
-        Differentiable w.r.t. ``relu_BN``."""
-        return relu_BN.new_zeros(relu_BN.shape).scatter_(1, cols_BC, relu_BN.gather(1, cols_BC))
+    def _decode_entries(
+        relu_BN: Tensor, rows_M: Tensor, cols_M: Tensor, atoms_ND: Tensor
+    ) -> Tensor:
+        """Sparse decode of ``relu_BN`` at row-ordered entries (differentiable w.r.t. both)."""
+        sel = sparse.row_grouped(rows_M, cols_M, *relu_BN.shape)
+        return sparse.sparse_decode(sel, relu_BN[rows_M, cols_M], atoms_ND)
+
+    def _dense_level(
+        self, recon_BD: Tensor, relu_BN: Tensor, top_BT: Tensor | None, atoms_ND: Tensor
+    ) -> Tensor:
+        """Reconstruction of the dense ReLU level: the last sparse level's (``recon_BD``, with
+        ``b_dec``) plus the positive codes outside its top set ``top_BT`` (None: no sparse
+        level). Where those are too many for a sparse decode, one dense product of all codes."""
+        B, N = relu_BN.shape
+        rest_BN = relu_BN.detach() > 0
+        if top_BT is not None:
+            rest_BN.scatter_(1, top_BT, False)
+        if int(rest_BN.sum()) * self.DENSE_CHUNK_DIVISOR > B * N:
+            return torch.addmm(self.b_dec_D, relu_BN, atoms_ND)
+        rows_M, cols_M = rest_BN.nonzero(as_tuple=True)
+        return recon_BD + self._decode_entries(relu_BN, rows_M, cols_M, atoms_ND)
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
         """Weighted mean of the per-level batch FVUs, plus AuxK."""
@@ -142,7 +178,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
         losses = []
         recon_BD = self.b_dec_D.expand(B, -1)
         first_recon_BD = None
-        rows_BK = cols_BK = vals_BK = None
+        rows_BK = cols_BK = vals_BK = top_BT = None
         if sparse_levels:
             # With a dense level, pre_BN carries gradients, so chunks wider than
             # N / DENSE_CHUNK_DIVISOR are gathers of its ReLU (the difference of two nested
@@ -151,7 +187,8 @@ class MatryoshkaKSAE(TopKFamilySAE):
             if dense:
                 n_sorted = self._sorted_prefix(sparse_levels)
                 wide = [k for k in sparse_levels if k > n_sorted]
-                chunks, cols_BK = self._rank_chunks(pre_BN, wide, n_sorted)
+                chunks, cols_BK, top_BT = self._rank_chunks(pre_BN, wide, n_sorted)
+                top_BT = cols_BK if top_BT is None else top_BT
                 if n_sorted:
                     vals_BK = torch.relu(pre_BN.gather(1, cols_BK))
                     rows_BK = torch.arange(B, device=x_BD.device)[:, None].expand_as(cols_BK)
@@ -168,13 +205,13 @@ class MatryoshkaKSAE(TopKFamilySAE):
                         rows_BK[:, start:k], cols_BK[:, start:k], vals_BK[:, start:k], atoms_ND
                     )
                 else:
-                    part_BD = self._chunk_codes(relu_BN, chunks[k]) @ atoms_ND
+                    part_BD = self._decode_relu(relu_BN, chunks[k], atoms_ND)
                 recon_BD = recon_BD + part_BD
                 losses.append(nmse(x_BD, recon_BD))
                 first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
                 start = k
         if dense:
-            recon_BD = torch.addmm(self.b_dec_D, relu_BN, atoms_ND)
+            recon_BD = self._dense_level(recon_BD, relu_BN, top_BT, atoms_ND)
             losses.append(nmse(x_BD, recon_BD))
             first_recon_BD = recon_BD if first_recon_BD is None else first_recon_BD
         per_level = torch.stack(losses)

@@ -47,6 +47,11 @@ def _offsets(rows_M: Tensor, n_rows: int) -> Tensor:
     return torch.cumsum(counts_B, 0) - counts_B
 
 
+def row_grouped(rows_M: Tensor, cols_M: Tensor, n_rows: int, n_cols: int) -> Selection:
+    """A selection of entries already ordered by row (as ``nonzero`` returns them)."""
+    return Selection(rows_M, cols_M, _offsets(rows_M, n_rows), n_rows, n_cols)
+
+
 def topk_select(pre_BN: Tensor, k: int) -> Selection:
     """Keep the k largest pre-activations of every row, in descending order."""
     B, N = pre_BN.shape
@@ -71,7 +76,7 @@ def threshold_select(pre_BN: Tensor, threshold: Tensor | float) -> Selection:
     """Keep every pre-activation above ``threshold`` (a scalar or one per latent)."""
     B, N = pre_BN.shape
     rows_M, cols_M = torch.nonzero(pre_BN.detach() > threshold, as_tuple=True)
-    return Selection(rows_M, cols_M, _offsets(rows_M, B), B, N)
+    return row_grouped(rows_M, cols_M, B, N)
 
 
 def subset(sel: Selection, keep_M: Tensor) -> Selection:
@@ -112,8 +117,7 @@ class _GatherPre(torch.autograd.Function):
             grad_bdec = -(grad_b @ W_enc_ND)
         if need_W:
             # sum_m g_m (x[row] - b_dec) = sum_m g_m x[row] - grad_b_enc[n] b_dec
-            grad_W = _scatter_rows(sel, grad_M, x_BD)
-            grad_W -= grad_b[:, None] * b_dec_D[None, :]
+            grad_W = _scatter_rows(sel, grad_M, x_BD).addr_(grad_b, b_dec_D, alpha=-1.0)
         return grad_x, grad_bdec, grad_W, grad_b if need_benc else None, None, None
 
 
