@@ -115,9 +115,8 @@ class _GatherPre(torch.autograd.Function):
             grad_b.index_add_(0, sel.cols_M, grad_M)
         if need_bdec:
             grad_bdec = -(grad_b @ W_enc_ND)
-        if need_W:
-            # sum_m g_m (x[row] - b_dec) = sum_m g_m x[row] - grad_b_enc[n] b_dec
-            grad_W = _scatter_rows(sel, grad_M, x_BD).addr_(grad_b, b_dec_D, alpha=-1.0)
+        if need_W:  # centring [B, D] here is cheap and keeps float32 sums free of cancellation
+            grad_W = _scatter_rows(sel, grad_M, x_BD - b_dec_D)
         return grad_x, grad_bdec, grad_W, grad_b if need_benc else None, None, None
 
 
