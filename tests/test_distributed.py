@@ -15,6 +15,7 @@ from vsae.training.distributed import (
     DistInfo,
     all_reduce_mean,
     average_gradients,
+    cleanup_distributed,
     is_main_process,
     setup_distributed,
     wrap_ddp,
@@ -59,6 +60,8 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     assert torch.equal(lin.weight.grad, g)
     assert float(all_reduce_mean(3.0)) == 3.0
     assert wrap_ddp(lin, info) is lin  # not distributed: the module itself
+    cleanup_distributed()  # no process group: nothing to wait for or destroy
+    cleanup_distributed(wait=False)
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
         setup_distributed()
