@@ -105,7 +105,8 @@ class MatryoshkaKSAE(TopKFamilySAE):
 
         Returns ``({stop: columns ranked start..stop-1, [B, stop - start]} for each wide
         level ``stop``, cols_BK of the n_sorted largest in descending order or None, the
-        columns of the widest level's top set [B, max(wide)] or None)``.
+        columns of the widest sparse level's top set, [B, max(wide)] or without wide levels
+        cols_BK itself; None only when there is no level at all)``.
         """
         bounds = sorted(wide, reverse=True)
         vals_BK, idx_BK, top_BT = pre_BN.detach(), None, None
@@ -188,7 +189,6 @@ class MatryoshkaKSAE(TopKFamilySAE):
                 n_sorted = self._sorted_prefix(sparse_levels)
                 wide = [k for k in sparse_levels if k > n_sorted]
                 chunks, cols_BK, top_BT = self._rank_chunks(pre_BN, wide, n_sorted)
-                top_BT = cols_BK if top_BT is None else top_BT
                 if n_sorted:
                     vals_BK = torch.relu(pre_BN.gather(1, cols_BK))
                     rows_BK = torch.arange(B, device=x_BD.device)[:, None].expand_as(cols_BK)

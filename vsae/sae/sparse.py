@@ -69,7 +69,7 @@ def batchtopk_select(pre_BN: Tensor, k: int) -> Selection:
     flat_M = pre_BN.detach().reshape(-1).topk(m, sorted=False).indices
     flat_M = flat_M.sort().values
     rows_M = torch.div(flat_M, N, rounding_mode="floor")
-    return Selection(rows_M, flat_M - rows_M * N, _offsets(rows_M, B), B, N)
+    return row_grouped(rows_M, flat_M - rows_M * N, B, N)
 
 
 def threshold_select(pre_BN: Tensor, threshold: Tensor | float) -> Selection:
@@ -81,10 +81,7 @@ def threshold_select(pre_BN: Tensor, threshold: Tensor | float) -> Selection:
 
 def subset(sel: Selection, keep_M: Tensor) -> Selection:
     """The entries of a selection where ``keep_M`` is true (row order is kept)."""
-    rows_M = sel.rows_M[keep_M]
-    return Selection(
-        rows_M, sel.cols_M[keep_M], _offsets(rows_M, sel.n_rows), sel.n_rows, sel.n_cols
-    )
+    return row_grouped(sel.rows_M[keep_M], sel.cols_M[keep_M], sel.n_rows, sel.n_cols)
 
 
 class _GatherPre(torch.autograd.Function):
