@@ -174,20 +174,49 @@ def test_msae_mixes_sorted_and_gathered_chunks(weighting):
     _assert_matches_reference(sae, torch.randn(16, 8, generator=gen, dtype=torch.float64) * 3)
 
 
-@pytest.mark.parametrize("shift", [-2.0, 0.0, 20.0])
-def test_msae_decodes_only_positive_codes(shift):
-    """Wide chunks and the dense level decode just their positive codes when few are positive
-    (shift -2: sparse; 0: about half; +20: every code positive, the dense products)."""
-    sae = _model("matryoshka_k", {}, 8, 200, 2)
-    with torch.no_grad():
-        sae.b_enc_N.add_(shift)
+NARROW = (2, 4, 8, 12, 200)  # every sparse chunk narrow: one sort ranks them all
+
+
+@pytest.mark.parametrize(
+    "levels,positive,tail_sparse",
+    [
+        (None, 0, True),  # no positive code at all
+        (None, 40, True),  # the wide chunk ranked 32..63 partly positive: its sparse decode
+        (None, 136, True),  # a few positive codes beyond the top 128: the dense level's tail
+        (None, 200, False),  # every code positive: the dense products
+        (NARROW, 20, True),  # a few positive codes beyond the sorted top 12
+        (NARROW, 100, False),
+    ],
+)
+def test_msae_decodes_only_positive_codes(levels, positive, tail_sparse):
+    """Wide chunks and the dense level decode just their positive codes when those are few.
+
+    ``b_enc`` is shifted so that about ``positive`` of the 200 codes of a row are positive.
+    """
+    sae = _model("matryoshka_k", {"levels": levels} if levels else {}, 8, 200, 2)
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(16, 8, generator=gen, dtype=torch.float64)
     pre = sae.pre_acts(x).detach()
-    top = pre.topk(sae.levels[-2], dim=1).indices  # the last sparse level's set
-    beyond = (pre > 0).scatter(1, top, False).sum().item()
-    tail_is_sparse = beyond * sae.DENSE_CHUNK_DIVISOR <= pre.numel()
-    assert tail_is_sparse == (shift < 20), beyond  # both branches of the dense level
+    flat = pre.flatten().sort(descending=True).values
+    if positive == 0:
+        shift = -10 - flat[0]
+    elif positive == 200:
+        shift = 10 - flat[-1]
+    else:  # halfway between the positive-th and the next pre-activation of the batch
+        shift = -(flat[positive * 16 - 1] + flat[positive * 16]) / 2
+    with torch.no_grad():
+        sae.b_enc_N.add_(shift)
+    pre = sae.pre_acts(x).detach()
+    assert int((pre > 0).sum()) == positive * 16
+    ranked = pre.sort(dim=1, descending=True).values
+    top = sae.levels[-2]  # the last sparse level's top set
+    beyond = int((ranked[:, top:] > 0).sum())
+    assert (beyond * sae.DENSE_CHUNK_DIVISOR <= pre.numel()) == tail_sparse
+    if positive in (136, 20):  # the sparse tail has codes to decode, at rows whose top is full
+        assert beyond > 0 and bool((ranked[:, top - 1] > 0).any())
+    if positive == 40:  # some, but few, positive codes in the chunk ranked 32..63
+        in_chunk = int((ranked[:, 32:64] > 0).sum())
+        assert 0 < in_chunk * sae.DENSE_CHUNK_DIVISOR <= pre.numel()
     _assert_matches_reference(sae, x)
 
 
