@@ -19,163 +19,27 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import re
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
 from .base import ActivationSource, SourceError, parse_pretrained
+from .diffusers_pipeline import DTYPES, load_pipeline, load_unet
+from .diffusers_prompts import (
+    HashPromptEncoder,
+    PipelinePromptEncoder,
+    PromptEncoder,
+    encode_prompts,
+)
+from .hooks import BlockError, ReadHook, resolve_blocks, transformer_blocks
 
-PromptEncoder = Callable[[list[str]], tuple[torch.Tensor, "torch.Tensor | None"]]
-
-# pipeline components that play no part in the U-Net's forward pass: never loaded
-UNUSED_COMPONENTS = ("vae", "safety_checker", "feature_extractor", "image_encoder")
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class HashPromptEncoder:
-    """Deterministic stand-in text encoder: a fixed Gaussian embedding per prompt string.
-
-    For U-Net-only checkpoints (no text encoder on disk) and tests. Equal prompts give equal
-    embeddings; the empty prompt is the unconditional one.
-    """
-
-    def __init__(self, seq_len: int, dim: int, pooled_dim: int | None):
-        self.seq_len, self.dim, self.pooled_dim = seq_len, dim, pooled_dim
-
-    def _one(self, prompt: str, n: int) -> torch.Tensor:
-        seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "little")
-        g = torch.Generator().manual_seed(seed)
-        return torch.randn(n, generator=g)
-
-    def __call__(self, prompts: list[str]):
-        emb = torch.stack(
-            [self._one(p, self.seq_len * self.dim).view(self.seq_len, self.dim) for p in prompts]
-        )
-        pooled = None
-        if self.pooled_dim:
-            pooled = torch.stack([self._one("pooled:" + p, self.pooled_dim) for p in prompts])
-        return emb, pooled
-
-
-class PipelinePromptEncoder:
-    """A diffusers pipeline's own prompt encoding (its text encoders and tokenizers).
-
-    Parameters
-    ----------
-    pipe : DiffusionPipeline
-        A pipeline with ``encode_prompt`` (StableDiffusionPipeline, StableDiffusionXLPipeline).
-    device : torch.device
-        Where the text encoders run.
-    """
-
-    def __init__(self, pipe: Any, device: torch.device):
-        self.pipe = pipe
-        self.device = device
-
-    def encode_with_negative(
-        self, prompts: list[str], guidance: bool
-    ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None] | None]:
-        """Conditional and (under guidance) unconditional embeddings, as the pipeline makes them.
-
-        Returns
-        -------
-        (dict, dict or None)
-            ``{"emb": [B, L, C], "pooled": [B, P] or None}`` for the prompts, and the same for
-            the pipeline's negative prompt (None without guidance).
-        """
-        res = self.pipe.encode_prompt(
-            prompt=list(prompts),
-            device=self.device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=guidance,
-        )
-        if len(res) == 4:  # SDXL: (emb, negative emb, pooled, negative pooled)
-            emb, neg, pooled, neg_pooled = res
-        elif len(res) == 2:  # SD 1.x: (emb, negative emb)
-            (emb, neg), pooled, neg_pooled = res, None, None
-        else:
-            raise SourceError(
-                f"{type(self.pipe).__name__}.encode_prompt returned {len(res)} values; "
-                "expected 2 (SD 1.x) or 4 (SDXL)"
-            )
-        assert emb.ndim == 3 and emb.shape[0] == len(prompts), emb.shape
-        cond = {"emb": emb, "pooled": pooled}
-        uncond = {"emb": neg, "pooled": neg_pooled} if guidance else None
-        return cond, uncond
-
-    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cond, _ = self.encode_with_negative(prompts, guidance=False)
-        return cond["emb"], cond["pooled"]
-
-
-def _looks_like_repo_id(model: str) -> bool:
-    """``owner/name`` that is not an existing path: a Hugging Face Hub repo id."""
-    return bool(REPO_ID_RE.match(model)) and not Path(model).expanduser().exists()
-
-
-def _vae_scale_factor(model: str) -> int:
-    """Pixels per latent position, as the pipeline computes it from its VAE config (else 8)."""
-    from diffusers import AutoencoderKL
-
-    try:
-        cfg = AutoencoderKL.load_config(model, subfolder="vae")
-    except (OSError, ValueError):
-        return 8
-    return 2 ** (len(cfg.get("block_out_channels", (0,) * 4)) - 1)
-
-
-def _dtype_kwargs(dtype: torch.dtype) -> dict:
-    """``from_pretrained`` dtype argument; none for float32, the default of every version."""
-    return {} if dtype == torch.float32 else {"torch_dtype": dtype}
-
-
-def load_pipeline(model: str, spec: str, dtype: torch.dtype = torch.float32) -> tuple[Any, int]:
-    """Load a diffusers pipeline without the components the U-Net does not use.
-
-    Parameters
-    ----------
-    model : str
-        Pipeline directory with ``model_index.json``, or a Hub repo id.
-    spec : str
-        The source spec, for error messages.
-    dtype : torch.dtype
-        Weights dtype.
-
-    Returns
-    -------
-    (DiffusionPipeline, int)
-        The pipeline (no VAE, safety checker or image encoder loaded) and its VAE scale factor.
-    """
-    from diffusers import DiffusionPipeline, UNet2DConditionModel
-
-    try:
-        index = DiffusionPipeline.load_config(model)
-    except (OSError, ValueError) as exn:
-        raise SourceError(f"{spec}: cannot read the pipeline's model_index.json ({exn})") from exn
-    skip = {name: None for name in UNUSED_COMPONENTS if name in index}
-    try:
-        pipe = DiffusionPipeline.from_pretrained(model, **_dtype_kwargs(dtype), **skip)
-    except (OSError, ValueError, TypeError, ImportError) as exn:
-        raise SourceError(f"{spec}: cannot load the diffusers pipeline ({exn})") from exn
-    name = type(pipe).__name__
-    if not isinstance(getattr(pipe, "unet", None), UNet2DConditionModel):
-        raise SourceError(f"{spec}: {name} has no UNet2DConditionModel 'unet' component")
-    if not callable(getattr(pipe, "encode_prompt", None)):
-        raise SourceError(f"{spec}: {name} has no encode_prompt; cannot condition on prompts")
-    if getattr(pipe.config, "requires_aesthetics_score", False):
-        raise SourceError(
-            f"{spec}: {name} conditions on an aesthetic score (an SDXL refiner); only "
-            "text-to-image pipelines (SD 1.x, SDXL, SDXL-Turbo) are supported"
-        )
-    return pipe, _vae_scale_factor(model)
-
-
-def _is_transformer2d(module: torch.nn.Module) -> bool:
-    return type(module).__name__ == "Transformer2DModel"
+__all__ = [
+    "DiffusersSource",
+    "HashPromptEncoder",
+    "PipelinePromptEncoder",
+    "PromptEncoder",
+    "load_pipeline",
+]
 
 
 def _seed(*parts: object) -> int:
@@ -240,8 +104,7 @@ class DiffusersSource(ActivationSource):
         scheduler=None,
         prompt_seq_len: int = 8,
     ):
-        import diffusers
-        from diffusers import DDIMScheduler, UNet2DConditionModel
+        from diffusers import DDIMScheduler
 
         self.spec = f"diffusers:{model}"
         self.pretrained = parse_pretrained(pretrained)
@@ -256,52 +119,15 @@ class DiffusersSource(ActivationSource):
             )
         self.output = output
         self.dtype = dtype
-        path = Path(model).expanduser()
-        local = path.exists()
-        where = str(path) if local else model  # what from_pretrained is given
         self.pipe = None
         self.vae_scale_factor = 8
-        is_pipeline = False
         if unet is None:
-            if not local and not _looks_like_repo_id(model):
-                raise SourceError(
-                    f"{self.spec}: no such directory {str(path)!r} (nor a Hub repo id 'owner/name')"
-                )
-            if local and not path.is_dir():
-                raise SourceError(f"{self.spec}: {str(path)!r} is not a directory")
-            is_pipeline = (path / "model_index.json").is_file() or not local
-            if local and not is_pipeline and not (path / "config.json").is_file():
-                raise SourceError(
-                    f"{self.spec}: {str(path)!r} holds neither model_index.json (a pipeline) "
-                    "nor config.json (a U-Net)"
-                )
-            if is_pipeline and prompt_encoder == "pipeline":
-                self.pipe, self.vae_scale_factor = load_pipeline(where, self.spec, DTYPES[dtype])
-                unet = self.pipe.unet
-                if scheduler is None:
-                    scheduler = self.pipe.scheduler
-            else:
-                sub = "unet" if is_pipeline else None
-                try:
-                    unet = UNet2DConditionModel.from_pretrained(
-                        where, subfolder=sub, **_dtype_kwargs(DTYPES[dtype])
-                    )
-                except (OSError, ValueError) as exn:
-                    raise SourceError(
-                        f"{self.spec}: cannot load a UNet2DConditionModel ({exn})"
-                    ) from exn
-                if is_pipeline:
-                    self.vae_scale_factor = _vae_scale_factor(where)
+            loaded = load_unet(model, self.spec, dtype, prompt_encoder == "pipeline", scheduler)
+            self.pipe, unet, scheduler = loaded.pipe, loaded.unet, loaded.scheduler
+            self.vae_scale_factor = loaded.vae_scale_factor
         elif dtype != "float32":
             unet = unet.to(DTYPES[dtype])  # a given U-Net is cast only when asked to
         self.unet = unet.eval().to(self.device)
-        if scheduler is None and is_pipeline:
-            try:
-                sched_cfg = DDIMScheduler.load_config(where, subfolder="scheduler")
-            except (OSError, ValueError) as exn:
-                raise SourceError(f"{self.spec}: cannot read the scheduler config ({exn})") from exn
-            cls = getattr(diffusers, sched_cfg.get("_class_name", "DDIMScheduler"), DDIMScheduler)
-            scheduler = cls.from_config(sched_cfg)
         self.scheduler = scheduler if scheduler is not None else DDIMScheduler()
         self._step_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         cfg = self.unet.config
@@ -324,17 +150,14 @@ class DiffusersSource(ActivationSource):
             self.pipe.to(self.device)
             prompt_encoder = PipelinePromptEncoder(self.pipe, self.device)
         self.prompt_encoder = prompt_encoder
-        modules = dict(self.unet.named_modules())
-        blocks = [n for n, m in modules.items() if _is_transformer2d(m)]
+        blocks = transformer_blocks(self.unet)
         if hookpoints is None:
             hookpoints = [n for n in blocks if n.startswith("mid_block")] or blocks[-1:]
         self.hookpoints = list(hookpoints)
-        for hp in self.hookpoints:
-            if hp not in modules or not _is_transformer2d(modules[hp]):
-                raise SourceError(
-                    f"{self.spec}: {hp!r} is not a Transformer2DModel block; valid: {blocks}"
-                )
-        self.blocks = {hp: modules[hp] for hp in self.hookpoints}
+        try:
+            self.blocks = resolve_blocks(self.unet, self.hookpoints, self.spec)
+        except BlockError as exn:
+            raise SourceError(str(exn)) from None
         self.d_out = {hp: int(m.config.in_channels) for hp, m in self.blocks.items()}
         self.num_steps = int(num_steps)
         if timesteps == "all":
@@ -378,27 +201,13 @@ class DiffusersSource(ActivationSource):
         (dict, dict or None)
             ``{"emb": [B, L, C], "pooled": [B, P] or None}`` each.
         """
-        guided = self.guidance > 1.0
-        pair = getattr(self.prompt_encoder, "encode_with_negative", None)
-        if pair is not None:
-            cond, uncond = pair(prompts, guided)
-        else:
-            emb, pooled = self.prompt_encoder(prompts)
-            cond = {"emb": emb, "pooled": pooled}
-            uncond = None
-            if guided:
-                ue, up = self.prompt_encoder([""] * len(prompts))
-                uncond = {"emb": ue, "pooled": up}
-        for half in (cond, uncond):
-            if half is None:
-                continue
-            emb_BLC = half["emb"]
-            if emb_BLC.ndim != 3 or emb_BLC.shape[0] != len(prompts):
-                raise SourceError(
-                    f"{self.spec}: prompt embeddings have shape {tuple(emb_BLC.shape)}; "
-                    f"expected [{len(prompts)}, L, {self.unet.config.cross_attention_dim}]"
-                )
-        return cond, uncond
+        return encode_prompts(
+            self.prompt_encoder,
+            prompts,
+            self.guidance > 1.0,
+            self.spec,
+            int(self.unet.config.cross_attention_dim),
+        )
 
     def prepare(self, items) -> dict:
         prompts = [it.text for it in items]
@@ -467,16 +276,14 @@ class DiffusersSource(ActivationSource):
             ]
         store: dict[str, torch.Tensor] = {}
         acts: dict[str, list[torch.Tensor]] = {hp: [] for hp in self.hookpoints}
-        handles = []
+        hooks = []
         if record:
             for hp, mod in self.blocks.items():
 
-                def hook(_m, args, kwargs, out, hp=hp):
-                    x_in = args[0] if args else kwargs["hidden_states"]
-                    x_out = out.sample if hasattr(out, "sample") else out[0]
+                def keep(x_in, x_out, hp=hp):
                     store[hp] = x_out - x_in if self.output == "update" else x_out
 
-                handles.append(mod.register_forward_hook(hook, with_kwargs=True))
+                hooks.append(ReadHook(mod, keep).__enter__())
         last = self.steps[-1]
         try:
             for i, t in enumerate(self.scheduler.timesteps):
@@ -496,8 +303,8 @@ class DiffusersSource(ActivationSource):
                 if i < last:
                     latents = self.scheduler.step(noise, t, latents, **step_kw).prev_sample
         finally:
-            for h in handles:
-                h.remove()
+            for h in hooks:
+                h.__exit__(None, None, None)
         return acts
 
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
