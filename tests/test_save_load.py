@@ -85,3 +85,31 @@ def test_archetypal_delta_zero_never_nan():
     assert torch.isfinite(sae.dictionary()).all()
     torch.testing.assert_close(sae.mix_NM.sum(-1), torch.ones(16))
     assert torch.all(sae.relax_ND == 0)
+
+
+def test_sae_package_has_no_function_level_imports():
+    """io -> base -> architectures -> registry: imports at module top only, no lazy cycle."""
+    import ast
+    from pathlib import Path
+
+    import vsae.sae
+
+    lazy = []
+    for path in sorted(Path(vsae.sae.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        lazy.append(f"{path.name}:{inner.lineno}")
+    assert lazy == []
+    assert "noqa: E402" not in (Path(vsae.sae.__file__)).read_text()
+
+
+def test_vsae_load_is_the_registry_loader():
+    import vsae
+    from vsae.sae.registry import REGISTRY, load_sae
+
+    assert vsae.load is load_sae
+    assert sorted(REGISTRY) == sorted(
+        ["relu", "topk", "batchtopk", "jumprelu", "matryoshka_k", "matryoshka_prefix", "archetypal"]
+    )

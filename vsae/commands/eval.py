@@ -8,7 +8,7 @@ import json
 import torch
 
 from vsae.metrics import evaluate
-from vsae.sae.io import CheckpointError, load_sae
+from vsae.sae import CheckpointError, load_sae
 from vsae.training.sources import DataError, as_array
 
 

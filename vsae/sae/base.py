@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from vsae.config import SAEConfig
 from vsae.sae import sparse
+from vsae.sae.io import save_sae
 from vsae.sae.losses import nmse
 
 
@@ -169,8 +170,6 @@ class BaseSAE(nn.Module):
     # ----- persistence -------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``cfg.json`` and ``sae.safetensors`` into the folder ``path``."""
-        from vsae.sae.io import save_sae
-
         return save_sae(self, path)
 
 

@@ -1,4 +1,7 @@
-"""One folder per SAE: ``cfg.json`` + ``sae.safetensors``, loaded back in one call."""
+"""The SAE folder format: ``cfg.json`` + ``sae.safetensors``, written and read checked.
+
+Loading a whole model needs the architecture registry: see ``vsae.sae.registry.load_sae``.
+"""
 
 from __future__ import annotations
 
@@ -95,27 +98,3 @@ def load_state_checked(
                 f"the config expects {tuple(own[name].shape)}"
             )
     module.load_state_dict(tensors)
-
-
-def load_sae(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load an SAE folder written by ``save``; outputs are bitwise equal to the saved model.
-
-    Parameters
-    ----------
-    path : str or Path
-        Folder holding ``cfg.json`` and ``sae.safetensors``.
-    device : str or torch.device
-        Where to put the model.
-
-    Returns
-    -------
-    BaseSAE
-        The model, in eval mode.
-    """
-    from vsae.sae import build
-
-    cfg = read_cfg(path)
-    sae = build(cfg)
-    weights = Path(path) / WEIGHTS_NAME
-    load_state_checked(sae, read_tensors(weights), str(weights))
-    return sae.to(device).eval()
