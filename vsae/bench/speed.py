@@ -18,17 +18,17 @@ pass/fail. ``benchmarks/speed.py`` is a script entry point to the same code.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from vsae.bench.harness import command_line, date_utc, emit, machine_info
 
 ARCHS = ("topk", "batchtopk", "matryoshka_k", "archetypal")
 FULL_GRID = {"d": (512, 768), "n": (8192, 32768), "k": (32, 64)}
@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     }
     report: dict[str, Any] = {
         "benchmark": "speed",
-        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "command": " ".join(sys.argv),
-        "machine": _machine(args.device),
+        "date_utc": date_utc(),
+        "command": command_line(),
+        "machine": machine_info(args.device),
         "settings": {**base, "grid": grid, "archs": list(archs), "quick": args.quick},
         "equivalence": equivalence_checks(archs),
     }
@@ -155,11 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 "impl": "vsae", "check": False}
         report["memory_check"] = {"spec": spec, **run_measurement(spec)}
     report["targets"] = targets(report, grid)
-    text = json.dumps(report, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
     return 0
 
 
@@ -294,15 +290,6 @@ def targets(report: dict[str, Any], grid: dict[str, tuple[int, ...]]) -> list[di
                 "(peak GiB of the whole process)", "values": peak,
                 "passed": verdict(peak, lambda v: v <= 8.0)})
     return out
-
-
-def _machine(device: str) -> dict[str, Any]:
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": device}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _progress(row: dict[str, Any]) -> None:
