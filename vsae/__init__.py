@@ -6,7 +6,7 @@ The layers, bottom to top: configs and metrics -> SAE architectures -> data
 
 from vsae.config import ConfigError, SAEConfig, TrainConfig
 from vsae.sae import CheckpointError, build
-from vsae.interop import load
+from vsae.sae import load_sae as load
 from vsae.training import TrainingError, train
 
 __version__ = "0.1.0"
