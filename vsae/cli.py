@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("train", "eval", "extract", "quickstart", "world", "bench")
+COMMANDS = ("train", "eval", "extract", "quickstart", "world", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Applications built on vsae's public analysis and intervention layers (the Gradio demo)."""

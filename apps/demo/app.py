@@ -1,0 +1,65 @@
+"""Assemble the demo: one ``gr.Blocks`` with a tab per feature, queued, bound to localhost."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import about
+from .config import DemoConfig
+from .sources import DemoSources
+
+
+def build_app(cfg: DemoConfig, sources: DemoSources) -> gr.Blocks:
+    """The demo's ``gr.Blocks`` with the queue enabled (nothing launched yet).
+
+    Parameters
+    ----------
+    cfg
+        Serving settings: upload limits, per-model concurrency.
+    sources
+        The folders and models the tabs read; a tab whose inputs are missing is left out.
+
+    Returns
+    -------
+    gr.Blocks
+        The app; call :func:`launch` to serve it.
+    """
+    tabs: list[str] = []
+    with gr.Blocks(title="vsae demo", analytics_enabled=False) as app:
+        about.build(cfg, sources, tabs)
+    # Callbacks name their model in concurrency_id; this is the limit for any that don't.
+    app.queue(default_concurrency_limit=cfg.concurrency_per_model, max_size=64)
+    return app
+
+
+def launch(app: gr.Blocks, cfg: DemoConfig, prevent_thread_lock: bool = False) -> str:
+    """Serve ``app`` on ``cfg.host:cfg.port`` with no share link; returns the local URL.
+
+    Parameters
+    ----------
+    app
+        From :func:`build_app`.
+    cfg
+        Host, port, upload size limit; ``share`` stays False unless set there.
+    prevent_thread_lock
+        Return at once instead of blocking (tests; close with ``app.close()``).
+
+    Returns
+    -------
+    str
+        The URL the app answers on.
+    """
+    _, local_url, _ = app.launch(
+        server_name=cfg.host,
+        server_port=cfg.port,
+        share=cfg.share,
+        max_file_size=cfg.max_file_size,
+        prevent_thread_lock=prevent_thread_lock,
+        show_error=False,
+        quiet=True,
+        footer_links=["settings"],
+        mcp_server=False,
+        ssr_mode=False,
+        pwa=False,
+    )
+    return local_url

@@ -1,0 +1,61 @@
+"""What the demo was started with: the only folders and models it ever reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoSources:
+    """The folders and model specs fixed at start; callbacks never take a path from the UI.
+
+    Parameters
+    ----------
+    clip_sae
+        An SAE folder trained on image embeddings (``cfg.json``, ``sae.safetensors``,
+        ``concepts.json`` when named), or ``None``.
+    index
+        An index folder built with ``vsae index build`` for that SAE, or ``None``.
+    diffusion_sae
+        ``DIR@BLOCK``: an SAE on a U-Net block and the block it hooks, or ``None``.
+    pipeline
+        ``world`` (the shipped tiny diffusion model) or a diffusers repo id / folder.
+    model, pretrained
+        The image-text model spec (``world:clip``, ``open_clip:ViT-L-14``) and its weights tag.
+    """
+
+    clip_sae: Path | None = None
+    index: Path | None = None
+    diffusion_sae: str | None = None
+    pipeline: str = "world"
+    model: str = "world:clip"
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("clip_sae", "index"):
+            folder = getattr(self, name)
+            if folder is not None and not Path(folder).is_dir():
+                raise ValueError(f"{name}: {folder} is not a folder")
+        if self.diffusion_sae is not None and "@" not in self.diffusion_sae:
+            raise ValueError(
+                f"diffusion_sae: expected DIR@BLOCK (e.g. runs/sae@mid_block.attentions.0), "
+                f"got {self.diffusion_sae!r}"
+            )
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Rows ``(what, value)`` for the Instructions tab: what this demo reads.
+
+        Returns
+        -------
+        list of (str, str)
+            One row per source, ``"-"`` where none was given.
+        """
+        rows = [
+            ("image-text model", self.model + (f" ({self.pretrained})" if self.pretrained else "")),
+            ("image SAE", str(self.clip_sae) if self.clip_sae else "-"),
+            ("index", str(self.index) if self.index else "-"),
+            ("diffusion pipeline", self.pipeline),
+            ("diffusion SAE", self.diffusion_sae or "-"),
+        ]
+        return rows

@@ -1,0 +1,100 @@
+"""The demo's command line, settings and upload checks (no browser)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from apps.demo import DemoConfig, DemoSources, UploadError, load_upload
+from apps.demo.uploads import upload_root
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def uploads(tmp_path, monkeypatch):
+    """Gradio's upload cache, pointed at a temp folder as Gradio itself would honour."""
+    root = tmp_path / "gradio"
+    root.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(root))
+    return root
+
+
+def _png(w: int, h: int, noise: bool = False) -> bytes:
+    buf = io.BytesIO()
+    img = Image.effect_noise((w, h), 64).convert("RGB") if noise else Image.new("RGB", (w, h))
+    if not noise:
+        img.paste((200, 30, 30), (0, 0, w, h))
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_valid_upload_decodes_rgb(uploads):
+    f = uploads / "a.png"
+    f.write_bytes(_png(40, 30))
+    img = load_upload(str(f), max_bytes=10**6, max_pixels=10**6)
+    assert img.size == (40, 30) and img.mode == "RGB"
+    assert img.getpixel((5, 5)) == (200, 30, 30)
+
+
+def test_upload_outside_cache_refused(uploads, tmp_path):
+    f = tmp_path / "elsewhere.png"
+    f.write_bytes(_png(8, 8))
+    with pytest.raises(UploadError, match="not uploaded through this page"):
+        load_upload(str(f), 10**6, 10**6)
+    with pytest.raises(UploadError, match="not uploaded"):
+        load_upload(str(uploads / ".." / "elsewhere.png"), 10**6, 10**6)
+    assert upload_root() == uploads.resolve()
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"hello, not an image", "not an image"),
+        (_png(64, 64, noise=True)[:2000], "truncated or corrupt"),
+    ],
+)
+def test_bad_uploads_give_user_messages(uploads, content, match):
+    assert len(content) < 5000
+    f = uploads / "bad.png"
+    f.write_bytes(content)
+    with pytest.raises(UploadError, match=match):
+        load_upload(str(f), 10**6, 10**6)
+
+
+def test_upload_limits(uploads):
+    f = uploads / "big.png"
+    f.write_bytes(_png(300, 200))
+    with pytest.raises(UploadError, match="300x200 = 60000 pixels; the limit is 50000"):
+        load_upload(str(f), 10**6, 50_000)
+    with pytest.raises(UploadError, match="limit is 0.0 MB"):
+        load_upload(str(f), 100, 10**6)
+    with pytest.raises(UploadError, match="No image"):
+        load_upload(None, 100, 100)
+
+
+def test_config_and_sources_validate(tmp_path):
+    assert DemoConfig().host == "127.0.0.1" and DemoConfig().share is False
+    with pytest.raises(ValueError, match="port"):
+        DemoConfig(port=70000)
+    with pytest.raises(ValueError, match="concurrency_per_model"):
+        DemoConfig(concurrency_per_model=0)
+    with pytest.raises(ValueError, match="clip_sae: .* is not a folder"):
+        DemoSources(clip_sae=tmp_path / "missing")
+    with pytest.raises(ValueError, match="DIR@BLOCK"):
+        DemoSources(diffusion_sae=str(tmp_path))
+
+
+def test_cli_help_and_bad_arguments(tmp_path):
+    r = run_cli("demo", "--help", timeout=120)
+    assert r.returncode == 0
+    for opt in ("--port", "--host", "--clip-sae", "--index", "--diffusion-sae", "--pipeline"):
+        assert opt in r.stdout
+    r = run_cli("demo", "--clip-sae", str(tmp_path / "nope"), timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"vsae demo: error: clip_sae: {tmp_path / 'nope'} is not a folder"
+    ]
+    r = run_cli("demo", "--model", "open_clip:ViT-B-32", timeout=120)
+    assert r.returncode == 2 and "--model needs --clip-sae" in r.stderr

@@ -1,0 +1,192 @@
+"""``vsae demo``: the Gradio demo (apps/demo), offline on the tiny world by default.
+
+On the tiny world, the image SAE it needs is built on first start with the library's own
+functions (tiny-CLIP embeddings of world renders -> activation shards -> SAE training) and
+cached under ``~/.cache/vsae/demo`` (``$VSAE_DEMO_CACHE``); later starts reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+# Bump when the recipe below changes, so stale caches are rebuilt rather than trusted.
+ASSETS_VERSION = 1
+WORLD_RECIPE = {"n_images": 4000, "steps": 300, "expansion": 8, "k": 8, "seed": 0}
+
+
+class DemoError(ValueError):
+    """A bad argument or folder for ``vsae demo`` (one line on stderr, exit 2)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``demo``."""
+    p = sub.add_parser(
+        "demo",
+        help="the interactive Gradio demo (tiny world offline by default)",
+        description=(
+            "Serve the Gradio demo on HOST:PORT (127.0.0.1 by default: only this machine can "
+            "reach it; no public share link). Without folders it uses the shipped tiny world "
+            "and builds the SAE it needs on first start (a few minutes, cached in "
+            "$VSAE_DEMO_CACHE or ~/.cache/vsae/demo). With real models, pass the folders "
+            "built with the CLI; the demo then assumes nothing about the tiny world."
+        ),
+    )
+    p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s; 0.0.0.0 exposes the demo to the network)",
+    )
+    p.add_argument("--clip-sae", default=None, help="SAE folder trained on image embeddings")
+    p.add_argument("--index", default=None, help="index folder built with `vsae index build`")
+    p.add_argument(
+        "--diffusion-sae",
+        default=None,
+        metavar="DIR@BLOCK",
+        help="SAE folder on a U-Net block and the block it hooks",
+    )
+    p.add_argument(
+        "--pipeline",
+        default="world",
+        help="`world` (the shipped tiny diffusion model) or a diffusers repo id / folder",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="image-text model spec, e.g. open_clip:ViT-L-14 (default: world:clip)",
+    )
+    p.add_argument("--pretrained", default=None, help="weights tag or checkpoint of --model")
+    p.add_argument(
+        "--max-file-size", type=int, default=8, help="largest upload in MB (default: %(default)s)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="requests running at once per model; the rest queue (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cache", default=None, help="cache folder (default: $VSAE_DEMO_CACHE or ~/.cache/...)"
+    )
+    p.add_argument("--prepare-only", action="store_true", help="build the cache, then exit")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.set_defaults(run=run)
+
+
+def prepare_world(cache: Path, progress: bool = True) -> Path:
+    """Build (once) the tiny-world image SAE the default demo uses; return its folder.
+
+    Parameters
+    ----------
+    cache
+        The demo's cache folder; ``cache/world-vN/clip_sae`` is written.
+    progress
+        Show progress bars (stderr).
+
+    Returns
+    -------
+    Path
+        The SAE folder (``cfg.json``, ``sae.safetensors``, ``metrics.json``).
+    """
+    from vsae.config import SAEConfig, TrainConfig
+    from vsae.data.shards import open_batches
+    from vsae.encoders import from_spec
+    from vsae.extract import extract
+    from vsae.training import train
+
+    root = cache / f"world-v{ASSETS_VERSION}"
+    sae_dir = root / "clip_sae"
+    stamp = root / "assets.json"
+    if stamp.is_file() and (sae_dir / "sae.safetensors").is_file():
+        return sae_dir
+    r = WORLD_RECIPE
+    t0 = time.perf_counter()
+    print(f"vsae demo: first start, building the tiny-world SAE in {root}", file=sys.stderr)
+    shards = root / "shards"
+    meta = extract(
+        from_spec("world:clip", hookpoints=["image"]),
+        f"world:{r['n_images']}:{r['seed']}",
+        shards,
+        batch_size=64,
+        shard_size=1000,
+        progress=progress,
+    )
+    d = meta["hookpoints"]["image"]["d"]
+    data = open_batches(shards, 256, hookpoint="image", seed=r["seed"])
+    sae_cfg = SAEConfig(arch="matryoshka_k", d_in=d, expansion=r["expansion"], k=r["k"])
+    train_cfg = TrainConfig(
+        batch_size=256,
+        steps=r["steps"],
+        lr=2e-3,
+        warmup_steps=r["steps"] // 10,
+        eval_every=r["steps"],
+        eval_samples=512,
+        seed=r["seed"],
+        progress=progress,
+    )
+    train(sae_cfg, data, train_cfg, out_dir=sae_dir)
+    record = {
+        "version": ASSETS_VERSION,
+        "recipe": r,
+        "source": "world:clip",
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    stamp.write_text(json.dumps(record, indent=2))
+    return sae_dir
+
+
+def _sources(args: argparse.Namespace):
+    from apps.demo import DemoSources
+
+    try:
+        return DemoSources(
+            clip_sae=Path(args.clip_sae) if args.clip_sae else None,
+            index=Path(args.index) if args.index else None,
+            diffusion_sae=args.diffusion_sae,
+            pipeline=args.pipeline,
+            model=args.model or "world:clip",
+            pretrained=args.pretrained,
+        )
+    except ValueError as e:
+        raise DemoError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare the sources, build the app and serve it until interrupted."""
+    from apps.demo import DemoConfig, build_app, default_cache_dir, launch
+
+    try:
+        cache = Path(args.cache) if args.cache else default_cache_dir()
+        if args.model and not args.clip_sae:
+            raise DemoError("--model needs --clip-sae: an SAE trained on that model's embeddings")
+        if args.clip_sae is None and (args.model is None or args.model == "world:clip"):
+            args.clip_sae = str(prepare_world(cache, progress=not args.no_progress))
+        sources = _sources(args)
+        if args.prepare_only:
+            print(json.dumps({"cache": str(cache), "clip_sae": str(sources.clip_sae)}))
+            return 0
+        try:
+            cfg = DemoConfig(
+                host=args.host,
+                port=args.port,
+                max_file_size=args.max_file_size * 1024 * 1024,
+                concurrency_per_model=args.concurrency,
+            )
+        except ValueError as e:
+            raise DemoError(str(e)) from None
+        app = build_app(cfg, sources)
+        url = launch(app, cfg, prevent_thread_lock=True)
+        print(f"vsae demo: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        app.block_thread()
+        return 0
+    except (DemoError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"vsae demo: error: {e}", file=sys.stderr)
+        return 2
