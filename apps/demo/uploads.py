@@ -66,7 +66,8 @@ def load_upload(path: str | None, max_bytes: int, max_pixels: int) -> Image.Imag
         raise UploadError("That file was not uploaded through this page.")
     size = file.stat().st_size
     if size > max_bytes:
-        raise UploadError(f"The file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB.")
+        mb, limit = size / 1e6, max_bytes / 1e6
+        raise UploadError(f"The file is {mb:.1f} MB; the limit is {limit:.1f} MB.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
