@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vsae.data.images import InputItem, iter_inputs
+from vsae.data.input_identity import data_identity, data_label
 from vsae.data.shards import ActivationWriter
 from vsae.encoders import ActivationSource, from_spec
 
@@ -112,7 +113,9 @@ def extract(
     shard_size : int
         Samples per shard.
     resume : bool
-        Continue an existing dataset in ``out_dir`` (False: refuse to touch it).
+        Continue an existing dataset in ``out_dir`` (False: refuse to touch it). Its source,
+        options and data (the ``world`` spec, a folder's or tar list's file-list fingerprint,
+        a prompt file's hash) must match, or a ``ValueError`` names both.
     strict : bool
         Fail on the first unreadable image instead of skipping and reporting it.
     max_tokens : int, optional
@@ -141,6 +144,10 @@ def extract(
     info = source.describe()
     info["max_tokens"] = max_tokens
     info["token_seed"] = token_seed if max_tokens is not None else None
+    # the data is part of the folder's identity: a resume or a complete folder with other data
+    # is refused instead of mixing or silently answering for another dataset
+    info["data"] = data_identity(data)
+    info["data_spec"] = data_label(data)
     info.update(extra_info or {})
     opts = dict(info.get("options") or {})
     opts.update(max_tokens=max_tokens)

@@ -112,8 +112,32 @@ class ActivationWriter:
         }
 
     def _identity(self) -> dict:
-        keys = ("source", "pretrained", "options")
+        # "data" (vsae.data.input_identity) and "data_spec" (its name, for messages) are set by
+        # vsae.extract; resuming or reusing a folder with other data is refused
+        keys = ("source", "pretrained", "options", "data", "data_spec")
         return {k: self.info.get(k) for k in keys}
+
+    def _check_identity(self, state_path: Path, saved: dict, state: dict) -> None:
+        """Refuse to continue a dataset made by another source or from other data."""
+        now = json.loads(json.dumps(self._identity()))
+        saved = dict(saved or {})
+        saved.setdefault("data", None)  # folders written before the data was recorded
+        saved.setdefault("data_spec", None)
+        if saved["data"] is None:
+            now["data"] = None
+        if saved["data"] != now["data"]:
+            what = "complete" if state.get("complete") else "interrupted"
+            raise ValueError(
+                f"{self.out_dir} holds an {what} extraction of --data {saved['data_spec']} "
+                f"({saved['data']}); this run's --data is {now['data_spec']} ({now['data']}); "
+                "refusing to mix datasets: use another --out, or the same --data"
+            )
+        keys = ("source", "pretrained", "options")
+        if {k: saved.get(k) for k in keys} != {k: now[k] for k in keys}:
+            raise ValueError(
+                f"{state_path}: source { ({k: saved.get(k) for k in keys}) } differs from this "
+                f"run's { ({k: now[k] for k in keys}) }; cannot resume"
+            )
 
     def _load_or_init_state(self, resume: bool) -> dict:
         state_path = self.out_dir / STATE_NAME
@@ -129,8 +153,8 @@ class ActivationWriter:
             return self._fresh_state()
         if not resume:
             raise FileExistsError(
-                f"{self.out_dir} already holds an activation dataset; pass resume=True "
-                "(--resume) to continue it or choose another directory"
+                f"{self.out_dir} already holds an activation dataset; continue it with "
+                "resume=True (the CLI's default: drop --no-resume) or choose another directory"
             )
         state = json.loads(state_path.read_text())
         if state.get("hookpoints") != self.hookpoints:
@@ -138,11 +162,7 @@ class ActivationWriter:
                 f"{state_path}: hookpoints {state.get('hookpoints')} differ from this run's "
                 f"{self.hookpoints}; cannot resume"
             )
-        if state.get("identity") != json.loads(json.dumps(self._identity())):
-            raise ValueError(
-                f"{state_path}: source {state.get('identity')} differs from this run's "
-                f"{self._identity()}; cannot resume"
-            )
+        self._check_identity(state_path, state.get("identity"), state)
         committed = {s["name"] for s in state["shards"]}
         for name in existing:  # renamed but never committed: killed between rename and state
             if name not in committed:
