@@ -75,11 +75,11 @@ def test_eval_on_other_data_and_bad_inputs(tmp_path):
     assert metrics["n_samples"] == 3000 and 0 < metrics["fvu"] < 1
     np.save(tmp_path / "narrow.npy", acts[:, :10].numpy())
     bad = run_cli("eval", str(run), "--data", str(tmp_path / "narrow.npy"))
-    assert bad.returncode == 2 and "narrow.npy: width 10; the SAE expects d_in=64" in bad.stdout
+    assert bad.returncode == 2 and "narrow.npy: width 10; the SAE expects d_in=64" in bad.stderr
     typo = run_cli(
         "train", str(ROOT / "configs/topk.yaml"), "--out", str(tmp_path / "x"), "--set", "sae.kk=3"
     )
-    assert typo.returncode == 2 and "unknown SAEConfig key 'kk'" in typo.stdout
+    assert typo.returncode == 2 and "unknown SAEConfig key 'kk'" in typo.stderr
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -162,5 +162,5 @@ def test_resume_with_changed_config_is_refused(tmp_path):
     assert out.returncode == 2
     assert (
         "checkpoint.pt: cannot resume, the SAE config changed (k: checkpoint 8 vs now 4)"
-        in out.stdout
+        in out.stderr
     )

@@ -68,7 +68,7 @@ def test_train_from_shards(shard_dir, tmp_path):
         str(tmp_path / "b"),
         *ARGS,
     )
-    assert bad.returncode == 2 and "nope" in bad.stdout
+    assert bad.returncode == 2 and "nope" in bad.stderr
 
 
 @pytest.mark.slow

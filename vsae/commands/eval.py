@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import traceback
 
 import torch
 
@@ -48,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         batches = (torch.as_tensor(arr[i : i + bs]).float() for i in range(0, arr.shape[0], bs))
         metrics = evaluate(sae, batches)
     except (CheckpointError, DataError, ValueError) as err:
-        print(f"vsae eval: error: {err}")
+        print(f"vsae eval: error: {err}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
         return 2
     print(json.dumps(metrics, indent=2))
     return 0

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import traceback
 from pathlib import Path
+
+import torch
 
 from vsae.config import ConfigError
 from vsae.data.synthetic import generate
 from vsae.runconfig import load_run_config
 from vsae.sae.io import CheckpointError
+from vsae.training.run_folder import RunFolderError, prepare_run_folder
 from vsae.training.sources import DataError
 from vsae.training.trainer import TrainingError
 
@@ -60,7 +65,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the run folder's checkpoint.pt (same config required)",
+        help="continue from the run folder's checkpoint.pt (same config required; "
+        "without one the run starts fresh and says so)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in a non-empty --out: its checkpoint.pt, metrics and SAE are "
+        "removed first (without --resume or --overwrite a non-empty --out is refused)",
     )
     p.set_defaults(run=run)
 
@@ -114,11 +126,14 @@ def run(args: argparse.Namespace) -> int:
                 raise DataError(f"{data}: expected a .npy file or a shard folder")
             data, width = arr, arr.shape[1]
         sae_cfg = run_cfg.sae_for(width)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = prepare_run_folder(args.out, args.resume, args.overwrite, main=info.is_main)
+        if info.distributed:  # every rank has checked the folder before rank 0 writes to it
+            torch.distributed.barrier()
         _, metrics = train(sae_cfg, data, run_cfg.train, out_dir=out, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError, TrainingError) as err:
-        print(f"vsae train: error: {err}", flush=True)
+    except (ConfigError, DataError, CheckpointError, TrainingError, RunFolderError) as err:
+        print(f"vsae train: error: {err}", file=sys.stderr, flush=True)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
         if info.distributed:
             exit_distributed(2)
         return 2

@@ -23,6 +23,7 @@ from .base import (
     parse_pretrained,
     select_tokens,
 )
+from .weights_cache import is_missing_weights, missing_weights_error, quiet_download_logs
 
 
 def _visual_blocks(visual: torch.nn.Module) -> tuple[list[torch.nn.Module], int, bool]:
@@ -86,9 +87,16 @@ class OpenClipSource(ActivationSource):
                 raise SourceError(
                     f"open_clip has no architecture {arch!r}; see open_clip.list_models()"
                 )
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=self.pretrained, device=self.device, weights_only=True
-            )
+            try:
+                with quiet_download_logs():
+                    model, _, preprocess = open_clip.create_model_and_transforms(
+                        arch, pretrained=self.pretrained, device=self.device, weights_only=True
+                    )
+            except (RuntimeError, OSError) as exn:
+                if self.pretrained is None or not is_missing_weights(exn):
+                    raise
+                hub = _hub_name(arch, self.pretrained)
+                raise missing_weights_error(self.spec, self.pretrained, hub) from None
         elif preprocess is None:
             raise SourceError(f"{self.spec}: a given model needs its preprocess transform")
         self.model = model.eval().to(self.device)
@@ -204,3 +212,11 @@ def open_clip_cfg(arch: str) -> dict:
     if cfg is None:
         raise SourceError(f"open_clip has no config for {arch!r}")
     return cfg
+
+
+def _hub_name(arch: str, tag: str) -> str:
+    """Where open_clip fetches ``arch``'s ``tag`` weights (a Hugging Face repo, or a URL)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+    return (cfg.get("hf_hub") or "").rstrip("/") or cfg.get("url") or f"{arch} {tag}"

@@ -23,6 +23,7 @@ from .base import (
     parse_pretrained,
     select_tokens,
 )
+from .weights_cache import is_missing_weights, missing_weights_error, quiet_download_logs
 
 
 def load_local_weights(model: torch.nn.Module, path: str) -> None:
@@ -91,8 +92,12 @@ class TimmSource(ActivationSource):
             name = f"{model_name}.{self.pretrained}"
         try:
             kw = {"img_size": int(image_size)} if image_size else {}
-            model = timm.create_model(name, pretrained=use_hub, **kw)
-        except RuntimeError as exn:
+            with quiet_download_logs():
+                model = timm.create_model(name, pretrained=use_hub, **kw)
+        except (RuntimeError, OSError) as exn:
+            if use_hub and is_missing_weights(exn):
+                tag = self.pretrained or "default"
+                raise missing_weights_error(self.spec, tag, f"timm/{name}") from None
             raise SourceError(f"{self.spec}: timm cannot create {name!r} ({exn})") from exn
         if local:
             load_local_weights(model, self.pretrained)
