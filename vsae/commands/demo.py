@@ -94,10 +94,8 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     Path
         The SAE folder (``cfg.json``, ``sae.safetensors``, ``metrics.json``).
     """
+    from vsae.commands.world_data import BATCH_SIZE, world_clip_batches
     from vsae.config import SAEConfig, TrainConfig
-    from vsae.data.shards import open_batches
-    from vsae.encoders import from_spec
-    from vsae.extract import extract
     from vsae.training import train
 
     root = cache / f"world-v{ASSETS_VERSION}"
@@ -108,20 +106,10 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     r = WORLD_RECIPE
     t0 = time.perf_counter()
     print(f"vsae demo: first start, building the tiny-world SAE in {root}", file=sys.stderr)
-    shards = root / "shards"
-    meta = extract(
-        from_spec("world:clip", hookpoints=["image"]),
-        f"world:{r['n_images']}:{r['seed']}",
-        shards,
-        batch_size=64,
-        shard_size=1000,
-        progress=progress,
-    )
-    d = meta["hookpoints"]["image"]["d"]
-    data = open_batches(shards, 256, hookpoint="image", seed=r["seed"])
+    d, data = world_clip_batches(root / "shards", r["n_images"], r["seed"], progress)
     sae_cfg = SAEConfig(arch="matryoshka_k", d_in=d, expansion=r["expansion"], k=r["k"])
     train_cfg = TrainConfig(
-        batch_size=256,
+        batch_size=BATCH_SIZE,
         steps=r["steps"],
         lr=2e-3,
         warmup_steps=r["steps"] // 10,

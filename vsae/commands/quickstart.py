@@ -39,31 +39,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the quickstart and print its metrics."""
-    from vsae.data.shards import open_batches
-    from vsae.encoders import from_spec
-    from vsae.extract import extract
+    from vsae.commands.world_data import BATCH_SIZE, world_clip_batches
     from vsae.report import plot_training_log
     from vsae.training import train
 
     out = Path(args.out)
-    shards = out / "shards"
-    source = from_spec("world:clip", hookpoints=["image"])
-    meta = extract(
-        source,
-        f"world:{args.n_images}:{args.seed}",
-        shards,
-        batch_size=64,
-        shard_size=1000,
-        progress=not args.no_progress,
-    )
-    d = meta["hookpoints"]["image"]["d"]
-    batch = 256
-    data = open_batches(shards, batch, hookpoint="image", seed=args.seed)
+    d, data = world_clip_batches(out / "shards", args.n_images, args.seed, not args.no_progress)
     sae_cfg = SAEConfig(
         arch="matryoshka_k", d_in=d, expansion=args.expansion, k=args.k, seed=args.seed
     )
     train_cfg = TrainConfig(
-        batch_size=batch,
+        batch_size=BATCH_SIZE,
         steps=args.steps,
         lr=2e-3,
         warmup_steps=min(50, args.steps // 10),
