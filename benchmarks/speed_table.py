@@ -15,8 +15,11 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def tables(report: dict) -> str:
     """The grid, the RA-SAE / TopK pairs, the encoder shares and the targets as Markdown."""
-    out = ["| arch | d | n | k | vsae s/step | vsae samples/s | reference s/step | speedup "
-           "| vsae peak GiB | encoder share | fp32 check |", "|" + "---|" * 11]
+    out = [
+        "| arch | d | n | k | vsae s/step | vsae samples/s | reference s/step | speedup "
+        "| vsae peak GiB | encoder share | fp32 check |",
+        "|" + "---|" * 11,
+    ]
     for r in report["results"]:
         v, ref = r["vsae"], r.get("reference", {})
         check = r.get("check")
@@ -36,16 +39,23 @@ def tables(report: dict) -> str:
     if report.get("ra_vs_topk"):
         out += ["", "| d | n | k | TopK s/step | RA-SAE s/step | RA-SAE / TopK |", "|" + "---|" * 6]
         for r in report["ra_vs_topk"]:
-            out.append(f"| {r['d']} | {r['n']} | {r['k']} | {_fmt(r.get('topk_step_s_median'))} "
-                       f"| {_fmt(r.get('archetypal_step_s_median'))} "
-                       f"| **{r.get('ratio', 0):.2f}** |")
+            out.append(
+                f"| {r['d']} | {r['n']} | {r['k']} | {_fmt(r.get('topk_step_s_median'))} "
+                f"| {_fmt(r.get('archetypal_step_s_median'))} "
+                f"| **{r.get('ratio', 0):.2f}** |"
+            )
     if report.get("encoder_share_at_recipe_batch"):
-        out += ["", "| d | n | k | batch | TopK s/step | encoder s | encoder share |",
-                "|" + "---|" * 7]
+        out += [
+            "",
+            "| d | n | k | batch | TopK s/step | encoder s | encoder share |",
+            "|" + "---|" * 7,
+        ]
         for r in report["encoder_share_at_recipe_batch"]:
-            out.append(f"| {r['d']} | {r['n']} | {r['k']} | {r['batch']} "
-                       f"| {_fmt(r.get('step_s_median'))} | {_fmt(r.get('encoder_s_median'))} "
-                       f"| {100 * r.get('encoder_share', 0):.0f}% |")
+            out.append(
+                f"| {r['d']} | {r['n']} | {r['k']} | {r['batch']} "
+                f"| {_fmt(r.get('step_s_median'))} | {_fmt(r.get('encoder_s_median'))} "
+                f"| {100 * r.get('encoder_share', 0):.0f}% |"
+            )
     out += ["", "| target | values | result |", "|---|---|---|"]
     for t in report["targets"]:
         vals = ", ".join(f"{v:.2f}" for v in t["values"])

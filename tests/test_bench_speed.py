@@ -44,8 +44,9 @@ def _pair(arch: str, extra: dict, d: int, n: int, k: int):
         if arch == "archetypal":
             sae.candidates_CD.copy_(torch.randn(sae.candidates_CD.shape, generator=gen))
             C, m = sae.candidates_CD.shape[0], sae.neighbors_NM.shape[1]
-            sae.neighbors_NM.copy_(torch.stack([torch.randperm(C, generator=gen)[:m]
-                                                for _ in range(n)]))
+            sae.neighbors_NM.copy_(
+                torch.stack([torch.randperm(C, generator=gen)[:m] for _ in range(n)])
+            )
             sae.mix_NM.abs_()
             sae.after_step()
     return sae, DenseReferenceSAE.from_sae(sae)
@@ -83,8 +84,7 @@ def test_comparison_detects_a_wrong_reference():
 
 
 def test_reference_constraints_match_vsae():
-    sae, ref = _pair("archetypal", {"delta": 0.5, "n_candidates": 150, "n_neighbors": 6},
-                     8, 37, 3)
+    sae, ref = _pair("archetypal", {"delta": 0.5, "n_candidates": 150, "n_neighbors": 6}, 8, 37, 3)
     with torch.no_grad():
         sae.relax_ND.mul_(10)
         ref.relax_ND.mul_(10)
@@ -149,6 +149,10 @@ def test_bench_speed_quick_cli(tmp_path):
     named = {t["name"]: t for t in printed["targets"]}
     assert named["ra_vs_topk"]["values"] == [pair["ratio"]]
     assert named["topk_encoder_share"]["values"] == [share["encoder_share"]]
-    assert {t["name"] for t in printed["targets"]} >= {"topk_speedup", "msae_speedup",
-                                                        "ra_vs_topk", "topk_encoder_share",
-                                                        "memory_n65536"}
+    assert {t["name"] for t in printed["targets"]} >= {
+        "topk_speedup",
+        "msae_speedup",
+        "ra_vs_topk",
+        "topk_encoder_share",
+        "memory_n65536",
+    }

@@ -102,7 +102,12 @@ def test_archetype_init_options(init):
     saes = []
     for seed in (0, 1):
         cfg = SAEConfig(
-            arch="archetypal", d_in=8, n_latents=32, k=4, n_neighbors=4, archetype_init=init,
+            arch="archetypal",
+            d_in=8,
+            n_latents=32,
+            k=4,
+            n_neighbors=4,
+            archetype_init=init,
             seed=seed,
         )
         sae = build(cfg)

@@ -22,8 +22,10 @@ ARCH_CASES = [
     ("archetypal", {"delta": 0.5, "encoder_act": "batchtopk"}),
     # N * m <= C: the neighbour-ordered candidate bank
     ("archetypal", {"delta": 0.5, "n_candidates": 200, "n_neighbors": 5}),
-    ("archetypal", {"delta": 0.0, "n_candidates": 190, "n_neighbors": 5,
-                    "encoder_act": "batchtopk"}),
+    (
+        "archetypal",
+        {"delta": 0.0, "n_candidates": 190, "n_neighbors": 5, "encoder_act": "batchtopk"},
+    ),
 ]
 SHAPES = [  # (batch, d, n_latents, k): odd sizes, k = 1, k = n, batch 1
     (16, 8, 37, 3),
@@ -235,7 +237,8 @@ def test_archetypal_subset_and_full_mixing_agree(monkeypatch, share, n_candidate
     from vsae.sae.archetypal import ArchetypalSAE
 
     monkeypatch.setattr(ArchetypalSAE, "SUBSET_MAX_SHARE", share)
-    sae = _model("archetypal", {"n_candidates": n_candidates, "n_neighbors": 5, "delta": 0.5},
-                 8, 37, 3)
+    sae = _model(
+        "archetypal", {"n_candidates": n_candidates, "n_neighbors": 5, "delta": 0.5}, 8, 37, 3
+    )
     x = torch.randn(16, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     _assert_matches_reference(sae, x, torch.arange(37) % 4 == 0)

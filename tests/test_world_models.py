@@ -162,11 +162,25 @@ def test_diffusion_training_resumes_from_a_folder(tmp_path):
 
     text_dir = world.WEIGHTS_DIR / "diffusion" / "text_encoder"
     with pytest.raises(FileNotFoundError, match="no UNet weights"):
-        train_diffusion(tmp_path / "bad", clip_dir=text_dir, init_from=tmp_path / "missing",
-                        steps=1, pool=16, select_steps=1, log=lambda m: None)
-    summary = train_diffusion(tmp_path / "d", clip_dir=text_dir,
-                              init_from=world.WEIGHTS_DIR / "diffusion", steps=1, pool=64,
-                              lr=1e-12, select_steps=1, log=lambda m: None)
+        train_diffusion(
+            tmp_path / "bad",
+            clip_dir=text_dir,
+            init_from=tmp_path / "missing",
+            steps=1,
+            pool=16,
+            select_steps=1,
+            log=lambda m: None,
+        )
+    summary = train_diffusion(
+        tmp_path / "d",
+        clip_dir=text_dir,
+        init_from=world.WEIGHTS_DIR / "diffusion",
+        steps=1,
+        pool=64,
+        lr=1e-12,
+        select_steps=1,
+        log=lambda m: None,
+    )
     assert summary["init_from"] == str(world.WEIGHTS_DIR / "diffusion")
     # one step at lr ~0 from the shipped EMA: the saved UNet is (almost) the shipped one
     model, _, tok = load_text_encoder(tmp_path / "d")

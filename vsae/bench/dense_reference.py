@@ -275,8 +275,11 @@ def float64_recheck(sae: BaseSAE, x_BD: Tensor, dead_N: Tensor | None = None) ->
     sae64 = copy.deepcopy(sae).double()
     x64_BD = x_BD.double()
     diffs = compare_gradients(sae64, DenseReferenceSAE.from_sae(sae64), x64_BD, dead_N)
-    return {"ties_float32": boundary_ties(sae, x_BD), "ties_float64": boundary_ties(sae64, x64_BD),
-            "float64": diffs}
+    return {
+        "ties_float32": boundary_ties(sae, x_BD),
+        "ties_float64": boundary_ties(sae64, x64_BD),
+        "float64": diffs,
+    }
 
 
 def _rel(a: Tensor, b: Tensor) -> float:

@@ -37,22 +37,38 @@ WORLD_VARIANTS = ("relu", "topk", "batchtopk", "msae_uw", "msae_rw", "prefix", "
 
 QUICK = {
     "synthetic": SyntheticSizes(
-        n_train=6000, n_eval=2000, train=TrainSizes(steps=150, batch_size=512),
-        seeds=(0, 1, 2), relu_l1=(3e-3,), jump_l0=(1e-3,), expansion=4,
+        n_train=6000,
+        n_eval=2000,
+        train=TrainSizes(steps=150, batch_size=512),
+        seeds=(0, 1, 2),
+        relu_l1=(3e-3,),
+        jump_l0=(1e-3,),
+        expansion=4,
     ),
     "world": WorldSizes(
-        n_train=3000, n_eval=1000, train=TrainSizes(steps=150, batch_size=512),
-        ks=(8, 32), relu_l1=(3e-3,), expansion=4,
+        n_train=3000,
+        n_eval=1000,
+        train=TrainSizes(steps=150, batch_size=512),
+        ks=(8, 32),
+        relu_l1=(3e-3,),
+        expansion=4,
     ),
 }
 FULL = {
     "synthetic": SyntheticSizes(
-        n_train=40_000, n_eval=8000, train=TrainSizes(steps=800, batch_size=512),
-        seeds=(0, 1, 2), relu_l1=(1e-3, 3e-3, 1e-2), jump_l0=(3e-4, 1e-3, 3e-3),
+        n_train=40_000,
+        n_eval=8000,
+        train=TrainSizes(steps=800, batch_size=512),
+        seeds=(0, 1, 2),
+        relu_l1=(1e-3, 3e-3, 1e-2),
+        jump_l0=(3e-4, 1e-3, 3e-3),
     ),
     "world": WorldSizes(
-        n_train=16_000, n_eval=2000, train=TrainSizes(steps=800, batch_size=512),
-        ks=(8, 32, 128), relu_l1=(1e-3, 3e-3, 1e-2),
+        n_train=16_000,
+        n_eval=2000,
+        train=TrainSizes(steps=800, batch_size=512),
+        ks=(8, 32, 128),
+        relu_l1=(1e-3, 3e-3, 1e-2),
     ),
 }
 

@@ -91,10 +91,15 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str]) -> Non
         "",
     ]
     rows = [
-        {"target": t["name"], "claim": t["claim"],
-         "pass": {True: "pass", False: "FAIL", None: "not run"}[t["pass"]],
-         "measured / reason": t["reason"] or ", ".join(
-             f"{k}={_fmt(v)}" for k, v in t["measured"].items() if not isinstance(v, list))}
+        {
+            "target": t["name"],
+            "claim": t["claim"],
+            "pass": {True: "pass", False: "FAIL", None: "not run"}[t["pass"]],
+            "measured / reason": t["reason"]
+            or ", ".join(
+                f"{k}={_fmt(v)}" for k, v in t["measured"].items() if not isinstance(v, list)
+            ),
+        }
         for t in results["targets"]
     ]
     lines += _table(rows, ["target", "claim", "pass", "measured / reason"])
@@ -113,15 +118,21 @@ def write_markdown(results: dict[str, Any], path: Path, plots: list[str]) -> Non
     if "world" in suites:
         w = suites["world"]
         zs = ", ".join(f"{k} {v:.3f}" for k, v in w["zero_shot_original"].items())
-        lines += ["", "## tiny world (CLIP image embeddings)", "",
-                  f"Data: {w['data']}; target-sparsity k = {w['k_target']}; original zero-shot "
-                  f"accuracy {zs}", ""]
+        lines += [
+            "",
+            "## tiny world (CLIP image embeddings)",
+            "",
+            f"Data: {w['data']}; target-sparsity k = {w['k_target']}; original zero-shot "
+            f"accuracy {zs}",
+            "",
+        ]
         rows = []
         for v in w["variants"].values():
             for p in v["points"]:
                 rows.append({"variant": v["label"], "k / l1": p.get("k", p.get("l1_coef")), **p})
-        lines += _table(rows, ["variant", "k / l1", "l0", "sparsity", "fvu", "cos",
-                               "zero_shot_kept"])
+        lines += _table(
+            rows, ["variant", "k / l1", "l0", "sparsity", "fvu", "cos", "zero_shot_kept"]
+        )
         lines += ["", "k = 0 is the MSAE's dense ReLU path."]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

@@ -66,16 +66,30 @@ def flat_data_config(configs_dir: Path = CONFIGS_DIR) -> SyntheticConfig:
 def hierarchy_data_config() -> SyntheticConfig:
     """Flat features plus 32 parents with 4 children each (a child fires only with its parent)."""
     return SyntheticConfig(
-        d=64, n_features=256, active=3.0, n_parents=32, children_per_parent=4,
-        parent_prob=0.05, child_prob=0.5, offset=3.0, seed=1,
+        d=64,
+        n_features=256,
+        active=3.0,
+        n_parents=32,
+        children_per_parent=4,
+        parent_prob=0.05,
+        child_prob=0.5,
+        offset=3.0,
+        seed=1,
     )
 
 
 def identifiability_data_config() -> SyntheticConfig:
     """Mixtures of 32 known concepts, each present in ~19% of samples, correlated in groups."""
     return SyntheticConfig(
-        d=64, n_features=32, active=6.0, magnitude="lognormal", corr=0.2, corr_group=4,
-        noise=0.05, offset=3.0, seed=2,
+        d=64,
+        n_features=32,
+        active=6.0,
+        magnitude="lognormal",
+        corr=0.2,
+        corr_group=4,
+        noise=0.05,
+        offset=3.0,
+        seed=2,
     )
 
 
@@ -151,7 +165,14 @@ def hierarchy_suite(
     results: dict[str, Any] = {"data": _data_summary(data, x_train, x_eval), "variants": {}}
     for v in variants:
         sae = train_variant(
-            v, x_train, sizes.train, sizes.expansion, sizes.k, 0, configs_dir, chosen.get(v.name),
+            v,
+            x_train,
+            sizes.train,
+            sizes.expansion,
+            sizes.k,
+            0,
+            configs_dir,
+            chosen.get(v.name),
             tick,
         )
         atoms_ND = sae.decoder_directions()
@@ -186,7 +207,14 @@ def identifiability_suite(
     }
     for v in variants:
         sae = train_variant(
-            v, x_train, sizes.train, sizes.expansion, sizes.k, 0, configs_dir, chosen.get(v.name),
+            v,
+            x_train,
+            sizes.train,
+            sizes.expansion,
+            sizes.k,
+            0,
+            configs_dir,
+            chosen.get(v.name),
             tick,
         )
         _, codes_BN = encode_all(sae, x_eval)
@@ -229,8 +257,15 @@ def stability_suite(
                 continue
             saes.append(
                 train_variant(
-                    v, x_train, sizes.train, sizes.expansion, sizes.k, seed, configs_dir,
-                    chosen.get(v.name), tick,
+                    v,
+                    x_train,
+                    sizes.train,
+                    sizes.expansion,
+                    sizes.k,
+                    seed,
+                    configs_dir,
+                    chosen.get(v.name),
+                    tick,
                 )
             )
         stab, shared = [], []

@@ -80,8 +80,10 @@ def _pareto_target(world: dict, name: str, claim: str) -> dict:
             continue
         row = {
             "k": t["k"],
-            "fvu": m["fvu"], "topk_fvu": t["fvu"],
-            "cos": m["cos"], "topk_cos": t["cos"],
+            "fvu": m["fvu"],
+            "topk_fvu": t["fvu"],
+            "cos": m["cos"],
+            "topk_cos": t["cos"],
         }
         rows.append(row)
         if not (m["fvu"] <= t["fvu"] and m["cos"] >= t["cos"]):
@@ -90,7 +92,10 @@ def _pareto_target(world: dict, name: str, claim: str) -> dict:
                 f"cos {m['cos']:.4f} vs {t['cos']:.4f}"
             )
     return _target(
-        f"{name}_pareto_vs_topk", claim, {"points": rows}, bool(rows) and not fails,
+        f"{name}_pareto_vs_topk",
+        claim,
+        {"points": rows},
+        bool(rows) and not fails,
         "; ".join(fails) or "no matched L0",
     )
 

@@ -53,11 +53,15 @@ VARIANTS: dict[str, Variant] = {
 # Extra RA-SAE runs of the stability suite: the init shared by all seeds, or random.
 RA_INIT_VARIANTS: dict[str, Variant] = {
     "ra_sae_shared": Variant(
-        "ra_sae_shared", "RA-SAE shared k-means+identity init", "archetypal",
+        "ra_sae_shared",
+        "RA-SAE shared k-means+identity init",
+        "archetypal",
         {"archetype_init": "shared"},
     ),
     "ra_sae_random": Variant(
-        "ra_sae_random", "RA-SAE random init (shared candidates)", "archetypal",
+        "ra_sae_random",
+        "RA-SAE random init (shared candidates)",
+        "archetypal",
         {"archetype_init": "random"},
     ),
 }

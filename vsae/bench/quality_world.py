@@ -46,9 +46,7 @@ def world_embeddings(n: int, seed: int, batch: int = 256) -> tuple[Tensor, list[
 
     model, _, tokenizer = world.load_clip()
     images, scenes = world.render(n, seed=seed)
-    emb = [
-        model.encode_image(images_to_tensor(images[i : i + batch])) for i in range(0, n, batch)
-    ]
+    emb = [model.encode_image(images_to_tensor(images[i : i + batch])) for i in range(0, n, batch)]
     return torch.cat(emb).float(), scenes, (model, tokenizer)
 
 

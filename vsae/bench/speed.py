@@ -42,46 +42,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``vsae bench speed`` (also ``python benchmarks/speed.py``)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     a = parser.add_argument
-    a("--quick", action="store_true",
-      help="tiny grid (d=32, n=256, k=4, batch 64, 2 steps; memory check at n=1024): "
-           "tests the whole pipeline in well under a minute; its timings mean nothing")
+    a(
+        "--quick",
+        action="store_true",
+        help="tiny grid (d=32, n=256, k=4, batch 64, 2 steps; memory check at n=1024): "
+        "tests the whole pipeline in well under a minute; its timings mean nothing",
+    )
     a("--device", default="cpu", help="torch device to benchmark: cpu (default) or cuda")
-    a("--batch", type=int, default=0,
-      help="samples per step; 0 picks 1024 on CPU (the largest for which the full grid with "
-           "its dense references finishes in ~30 min on 2 cores) and 4096 on CUDA")
+    a(
+        "--batch",
+        type=int,
+        default=0,
+        help="samples per step; 0 picks 1024 on CPU (the largest for which the full grid with "
+        "its dense references finishes in ~30 min on 2 cores) and 4096 on CUDA",
+    )
     a("--steps", type=int, default=3, help="timed steps per measurement (median reported)")
-    a("--warmup", type=int, default=1,
-      help="untimed steps first (allocator warm-up; compilation with --compile)")
+    a(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed steps first (allocator warm-up; compilation with --compile)",
+    )
     a("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
     a("--archs", default=",".join(ARCHS), help="comma-separated subset of " + ",".join(ARCHS))
     a("--d", default="", help="comma-separated input widths overriding the grid's")
     a("--n", default="", help="comma-separated latent counts overriding the grid's")
     a("--k", default="", help="comma-separated k values overriding the grid's")
-    a("--dead-frac", type=float, default=0.0,
-      help="fraction of latents marked dead so AuxK runs every step (default 0: no AuxK, "
-           "as early in training)")
-    a("--candidates-per-atom", type=int, default=8,
-      help="RA-SAE candidate points per atom (the paper uses ~8x as many as atoms)")
-    a("--n-neighbors", type=int, default=8,
-      help="RA-SAE: candidates each atom mixes (vsae's sparse W); the reference trains all")
-    a("--ref-max-gb", type=float, default=6.0,
-      help="skip a dense reference whose estimated memory exceeds this many GB (the "
-           "RA-SAE's dense W[N, C] as parameter, gradient, two AdamW moments and matmul "
-           "gradient is 5 * 4 * N * C bytes: 10.7 GB at N=8192, C=8N)")
+    a(
+        "--dead-frac",
+        type=float,
+        default=0.0,
+        help="fraction of latents marked dead so AuxK runs every step (default 0: no AuxK, "
+        "as early in training)",
+    )
+    a(
+        "--candidates-per-atom",
+        type=int,
+        default=8,
+        help="RA-SAE candidate points per atom (the paper uses ~8x as many as atoms)",
+    )
+    a(
+        "--n-neighbors",
+        type=int,
+        default=8,
+        help="RA-SAE: candidates each atom mixes (vsae's sparse W); the reference trains all",
+    )
+    a(
+        "--ref-max-gb",
+        type=float,
+        default=6.0,
+        help="skip a dense reference whose estimated memory exceeds this many GB (the "
+        "RA-SAE's dense W[N, C] as parameter, gradient, two AdamW moments and matmul "
+        "gradient is 5 * 4 * N * C bytes: 10.7 GB at N=8192, C=8N)",
+    )
     a("--no-reference", action="store_true", help="time only vsae (no speedups, no checks)")
-    a("--share-batch", type=int, default=4096,
-      help="also time vsae TopK alone at this batch over the grid, for the encoder-matmul "
-           "share at the training recipe's batch (4096 in the Matryoshka-CLIP recipe); "
-           "0 skips it")
-    a("--steps-interleaved", type=int, default=5,
-      help="timed steps of each of RA-SAE and TopK when they alternate in one process "
-           "(the RA-SAE / TopK ratio; needs both archs)")
+    a(
+        "--share-batch",
+        type=int,
+        default=4096,
+        help="also time vsae TopK alone at this batch over the grid, for the encoder-matmul "
+        "share at the training recipe's batch (4096 in the Matryoshka-CLIP recipe); "
+        "0 skips it",
+    )
+    a(
+        "--steps-interleaved",
+        type=int,
+        default=5,
+        help="timed steps of each of RA-SAE and TopK when they alternate in one process "
+        "(the RA-SAE / TopK ratio; needs both archs)",
+    )
     a("--no-memory-check", action="store_true", help="skip the n=65536, d=768 memory check")
-    a("--compile", action="store_true",
-      help="wrap both losses in torch.compile (CPU needs a C++ compiler: gcc is present "
-           "here); raise --warmup so compilation is not timed")
-    a("--no-autocast", action="store_true",
-      help="on CUDA, run in float32 instead of bf16 autocast (CPU always runs float32)")
+    a(
+        "--compile",
+        action="store_true",
+        help="wrap both losses in torch.compile (CPU needs a C++ compiler: gcc is present "
+        "here); raise --warmup so compilation is not timed",
+    )
+    a(
+        "--no-autocast",
+        action="store_true",
+        help="on CUDA, run in float32 instead of bf16 autocast (CPU always runs float32)",
+    )
     a("--seed", type=int, default=0, help="seed of parameters and data")
     a("--out", default="", help="also write the JSON to this file")
 
@@ -120,8 +161,9 @@ def run(args: argparse.Namespace) -> int:
         "settings": {**base, "grid": grid, "archs": list(archs), "quick": args.quick},
         "equivalence": equivalence_checks(archs),
     }
-    points = [{"d": d, "n": n, "k": k}
-              for d, n, k in itertools.product(grid["d"], grid["n"], grid["k"])]
+    points = [
+        {"d": d, "n": n, "k": k} for d, n, k in itertools.product(grid["d"], grid["n"], grid["k"])
+    ]
     rows = []
     for point in points:
         for i, arch in enumerate(archs):
@@ -132,27 +174,49 @@ def run(args: argparse.Namespace) -> int:
     if "topk" in archs and "archetypal" in archs:
         report["ra_vs_topk"] = []
         for point in points:
-            spec = {**base, "impl": "ra_vs_topk", **point,
-                    "steps": 2 if args.quick else args.steps_interleaved}
+            spec = {
+                **base,
+                "impl": "ra_vs_topk",
+                **point,
+                "steps": 2 if args.quick else args.steps_interleaved,
+            }
             res = run_measurement(spec)
             report["ra_vs_topk"].append({**point, **res})
-            print(f"[speed] RA-SAE / TopK {point}: {res.get('ratio', res)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[speed] RA-SAE / TopK {point}: {res.get('ratio', res)}",
+                file=sys.stderr,
+                flush=True,
+            )
     if "topk" in archs and args.share_batch:
         share_batch = 256 if args.quick else args.share_batch
         report["encoder_share_at_recipe_batch"] = []
         for point in points:
-            spec = {**base, "arch": "topk", "impl": "vsae", "check": False,
-                    "batch": share_batch, **point}
+            spec = {
+                **base,
+                "arch": "topk",
+                "impl": "vsae",
+                "check": False,
+                "batch": share_batch,
+                **point,
+            }
             res = run_measurement(spec)
-            report["encoder_share_at_recipe_batch"].append(
-                {**point, "batch": share_batch, **res})
-            print(f"[speed] TopK batch {share_batch} {point}: encoder share "
-                  f"{res.get('encoder_share', res)}", file=sys.stderr, flush=True)
+            report["encoder_share_at_recipe_batch"].append({**point, "batch": share_batch, **res})
+            print(
+                f"[speed] TopK batch {share_batch} {point}: encoder share "
+                f"{res.get('encoder_share', res)}",
+                file=sys.stderr,
+                flush=True,
+            )
     if not args.no_memory_check:
-        spec = {**base, "arch": "topk", "d": 32 if args.quick else 768,
-                "n": 1024 if args.quick else 65536, "k": 4 if args.quick else 32,
-                "impl": "vsae", "check": False}
+        spec = {
+            **base,
+            "arch": "topk",
+            "d": 32 if args.quick else 768,
+            "n": 1024 if args.quick else 65536,
+            "k": 4 if args.quick else 32,
+            "impl": "vsae",
+            "check": False,
+        }
         report["memory_check"] = {"spec": spec, **run_measurement(spec)}
     report["targets"] = targets(report, grid)
     emit(report, args.out)
@@ -168,20 +232,27 @@ def measure_pair(spec: dict[str, Any], args: argparse.Namespace, reference_first
         skip = "--no-reference"
     elif ref_gb > args.ref_max_gb:
         skip = f"estimated {ref_gb:.1f} GB > --ref-max-gb {args.ref_max_gb}"
-    order = ["vsae"] if skip else (["reference", "vsae"] if reference_first else
-                                   ["vsae", "reference"])
+    order = (
+        ["vsae"] if skip else (["reference", "vsae"] if reference_first else ["vsae", "reference"])
+    )
     for impl in order:
-        res = run_measurement({**spec, "impl": impl, "check": impl == "reference",
-                               "check_tol": CHECK_TOL_F32})
+        res = run_measurement(
+            {**spec, "impl": impl, "check": impl == "reference", "check_tol": CHECK_TOL_F32}
+        )
         if impl == "reference" and "check" in res:
             diffs = res.pop("check")
-            row["check"] = {"max_rel_diff": diffs["max"], "tolerance": CHECK_TOL_F32,
-                            "passed": bool(diffs["max"] < CHECK_TOL_F32), "diffs": diffs}
+            row["check"] = {
+                "max_rel_diff": diffs["max"],
+                "tolerance": CHECK_TOL_F32,
+                "passed": bool(diffs["max"] < CHECK_TOL_F32),
+                "diffs": diffs,
+            }
             if "check_recheck" in res:
                 row["check"]["recheck"] = recheck = res.pop("check_recheck")
                 # same math, a float32 tie at a top-k boundary: still not a pass, but named
-                row["check"]["tie"] = bool(recheck["ties_float32"] > 0
-                                           and recheck["float64"]["max"] < EQUIV_TOL_F64)
+                row["check"]["tie"] = bool(
+                    recheck["ties_float32"] > 0 and recheck["float64"]["max"] < EQUIV_TOL_F64
+                )
         row[impl] = res
     if skip:
         row["reference"] = {"skipped": skip}
@@ -211,7 +282,9 @@ def run_measurement(spec: dict[str, Any]) -> dict[str, Any]:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.run(
         [sys.executable, "-m", "vsae.bench.speed_step", json.dumps(spec)],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -232,8 +305,16 @@ def equivalence_checks(archs: tuple[str, ...]) -> dict[str, Any]:
     for arch in archs:
         worst, n_cases = 0.0, 0
         for B, d, n, k in EQUIV_SHAPES:
-            spec = {"arch": arch, "d": d, "n": n, "k": k, "seed": 3, "msae_levels": 4,
-                    "candidates_per_atom": 4, "n_neighbors": 5}
+            spec = {
+                "arch": arch,
+                "d": d,
+                "n": n,
+                "k": k,
+                "seed": 3,
+                "msae_levels": 4,
+                "candidates_per_atom": 4,
+                "n_neighbors": 5,
+            }
             sae = build_sae(spec).double()
             gen = torch.Generator().manual_seed(5)
             with torch.no_grad():
@@ -247,8 +328,12 @@ def equivalence_checks(archs: tuple[str, ...]) -> dict[str, Any]:
             for dead in (None, dead_N):
                 worst = max(worst, compare_gradients(sae, ref, x_BD, dead)["max"])
                 n_cases += 1
-        out[arch] = {"cases": n_cases, "max_rel_diff": worst, "tolerance": EQUIV_TOL_F64,
-                     "passed": bool(worst < EQUIV_TOL_F64)}
+        out[arch] = {
+            "cases": n_cases,
+            "max_rel_diff": worst,
+            "tolerance": EQUIV_TOL_F64,
+            "passed": bool(worst < EQUIV_TOL_F64),
+        }
     return out
 
 
@@ -258,47 +343,79 @@ def targets(report: dict[str, Any], grid: dict[str, tuple[int, ...]]) -> list[di
     n_big, k_small = max(grid["n"]), min(grid["k"])
 
     def pick(arch: str, **where: int) -> list[dict]:
-        return [r for r in rows if r["arch"] == arch
-                and all(r[key] == v for key, v in where.items())]
+        return [
+            r for r in rows if r["arch"] == arch and all(r[key] == v for key, v in where.items())
+        ]
 
     def verdict(values: list[float], ok) -> bool | None:  # noqa: ANN001 - predicate
         return all(ok(v) for v in values) if values else None
 
     out = []
     topk = [r["speedup"] for r in pick("topk", n=n_big, k=k_small) if "speedup" in r]
-    out.append({"name": "topk_speedup", "target": f">= 2.5x reference at n={n_big}, "
-                f"k={k_small} (every d)", "values": topk, "passed": verdict(topk,
-                                                                            lambda v: v >= 2.5)})
+    out.append(
+        {
+            "name": "topk_speedup",
+            "target": f">= 2.5x reference at n={n_big}, k={k_small} (every d)",
+            "values": topk,
+            "passed": verdict(topk, lambda v: v >= 2.5),
+        }
+    )
     msae = [r["speedup"] for r in pick("matryoshka_k") if "speedup" in r]
-    out.append({"name": "msae_speedup", "target": ">= 2x reference (every configuration)",
-                "values": msae, "passed": verdict(msae, lambda v: v >= 2.0)})
+    out.append(
+        {
+            "name": "msae_speedup",
+            "target": ">= 2x reference (every configuration)",
+            "values": msae,
+            "passed": verdict(msae, lambda v: v >= 2.0),
+        }
+    )
     ratios = [r["ratio"] for r in report.get("ra_vs_topk", []) if "ratio" in r]
-    out.append({"name": "ra_vs_topk", "target": "RA-SAE step <= 1.5x vsae TopK step, "
-                f"{report['settings']['candidates_per_atom']} candidates per atom "
-                "(every configuration; both timed alternately in one process)",
-                "values": ratios, "passed": verdict(ratios, lambda v: v <= 1.5)})
+    out.append(
+        {
+            "name": "ra_vs_topk",
+            "target": "RA-SAE step <= 1.5x vsae TopK step, "
+            f"{report['settings']['candidates_per_atom']} candidates per atom "
+            "(every configuration; both timed alternately in one process)",
+            "values": ratios,
+            "passed": verdict(ratios, lambda v: v <= 1.5),
+        }
+    )
     recipe = [r for r in report.get("encoder_share_at_recipe_batch", []) if "encoder_share" in r]
     shares = [r["encoder_share"] for r in recipe]
     batch = recipe[0]["batch"] if recipe else report["settings"]["batch"]
-    out.append({"name": "topk_encoder_share", "target": "encoder matmul >= 60% of the vsae "
-                f"TopK step at the training batch {batch} (every configuration)",
-                "values": shares, "passed": verdict(shares, lambda v: v >= 0.6),
-                "at_benchmark_batch": [r["vsae"]["encoder_share"] for r in pick("topk")]})
+    out.append(
+        {
+            "name": "topk_encoder_share",
+            "target": "encoder matmul >= 60% of the vsae "
+            f"TopK step at the training batch {batch} (every configuration)",
+            "values": shares,
+            "passed": verdict(shares, lambda v: v >= 0.6),
+            "at_benchmark_batch": [r["vsae"]["encoder_share"] for r in pick("topk")],
+        }
+    )
     mem = report.get("memory_check", {})
     peak = [mem["peak_mem_mb"] / 1024] if "peak_mem_mb" in mem else []
-    out.append({"name": "memory_n65536", "target": "TopK n=65536, d=768 trains within 8 GB "
-                "(peak GiB of the whole process)", "values": peak,
-                "passed": verdict(peak, lambda v: v <= 8.0)})
+    out.append(
+        {
+            "name": "memory_n65536",
+            "target": "TopK n=65536, d=768 trains within 8 GB (peak GiB of the whole process)",
+            "values": peak,
+            "passed": verdict(peak, lambda v: v <= 8.0),
+        }
+    )
     return out
 
 
 def _progress(row: dict[str, Any]) -> None:
     """One line per configuration on stderr, so long runs can be followed."""
     v, r = row.get("vsae", {}), row.get("reference", {})
-    print(f"[speed] {row['arch']:>12} d={row['d']} n={row['n']} k={row['k']}: "
-          f"vsae {v.get('step_s_median', v.get('error', '?'))} s, "
-          f"ref {r.get('step_s_median', r.get('skipped', r.get('error', '?')))} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"[speed] {row['arch']:>12} d={row['d']} n={row['n']} k={row['k']}: "
+        f"vsae {v.get('step_s_median', v.get('error', '?'))} s, "
+        f"ref {r.get('step_s_median', r.get('skipped', r.get('error', '?')))} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
