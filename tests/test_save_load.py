@@ -113,3 +113,24 @@ def test_vsae_load_is_the_registry_loader():
     assert sorted(REGISTRY) == sorted(
         ["relu", "topk", "batchtopk", "jumprelu", "matryoshka_k", "matryoshka_prefix", "archetypal"]
     )
+
+
+def test_provenance_round_trips_and_never_breaks_loading(tmp_path):
+    from vsae.sae.io import CFG_NAME, CheckpointError, read_provenance, write_provenance
+
+    sae = vsae.build(SAEConfig(arch="topk", d_in=8, n_latents=32, k=4))
+    sae.save(tmp_path)
+    assert read_provenance(tmp_path) == {}
+    prov = {"source": "world:clip", "hookpoint": "image", "output": None}
+    write_provenance(tmp_path, prov)
+    assert read_provenance(tmp_path) == prov
+    x = torch.randn(5, 8)
+    assert torch.equal(vsae.load(tmp_path).encode(x), sae.encode(x))
+    before = (tmp_path / CFG_NAME).read_text()
+    with pytest.raises(TypeError):  # not JSON: the file is left as it was
+        write_provenance(tmp_path, {"bad": object()})
+    assert (tmp_path / CFG_NAME).read_text() == before
+    sae.save(tmp_path / "b", provenance={"format": "saelens"})
+    assert read_provenance(tmp_path / "b") == {"format": "saelens"}
+    with pytest.raises(CheckpointError, match="cfg.json"):
+        read_provenance(tmp_path / "missing")

@@ -14,6 +14,8 @@ import torch
 from tests.conftest import ROOT, run_cli
 from vsae.data.shards import ActivationWriter
 from vsae.data.synthetic import SyntheticConfig, generate
+from vsae.sae.io import read_provenance
+from vsae.sae.registry import load_sae
 
 ARGS = [
     "--set",
@@ -57,6 +59,11 @@ def test_train_from_shards(shard_dir, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["fvu"] < 0.6 and m["n_samples"] == 1024
+    # cfg.json records what the SAE was trained on (CONTRACTS.md), and still loads
+    prov = read_provenance(tmp_path)
+    assert prov["source"] == "synthetic" and prov["hookpoint"] == "acts"
+    assert prov["data"] == str(shard_dir.resolve())
+    assert load_sae(tmp_path).cfg.d_in == 64
     bad = run_cli(
         "train",
         str(ROOT / "configs/topk.yaml"),

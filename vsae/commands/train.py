@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from vsae.config import ConfigError
+from vsae.config import ConfigError, to_dict
+from vsae.data.shard_format import read_meta
 from vsae.data.synthetic import generate
 from vsae.runconfig import load_run_config
-from vsae.sae.io import CheckpointError
+from vsae.sae.io import CheckpointError, write_provenance
 from vsae.training.run_folder import RunFolderError, prepare_run_folder
 from vsae.training.sources import DataError
 from vsae.training.trainer import TrainingError
@@ -103,6 +104,35 @@ def _shard_batches(path: Path, run_cfg, args: argparse.Namespace):  # noqa: ANN0
         raise DataError(f"{path}: {err}") from None
 
 
+def provenance(args: argparse.Namespace, run_cfg) -> dict:  # noqa: ANN001 - RunConfig
+    """What the SAE was trained on, for ``cfg.json``'s ``provenance`` (CONTRACTS.md).
+
+    For a shard folder: its source spec, pretrained tag or path, the hookpoint, the source's
+    options (``output`` = ``update``/``output`` for diffusion blocks, ``tokens`` for ViTs) and the
+    folder; for an array file or a synthetic config only where the data came from.
+    """
+    path = args.data or run_cfg.path
+    if path is None:
+        return {"data": "synthetic", "synthetic": to_dict(run_cfg.synthetic)}
+    path = Path(path)
+    if not path.is_dir():
+        return {"data": str(path.resolve())}
+    meta = read_meta(path)
+    hookpoint = args.hookpoint or next(iter(meta["hookpoints"]))
+    options = dict(meta.get("options") or {})
+    return {
+        "data": str(path.resolve()),
+        "source": meta.get("source"),
+        "pretrained": meta.get("pretrained"),
+        "hookpoint": hookpoint,
+        "output": options.get("output"),
+        "token_mode": options.get("tokens"),
+        "options": options,
+        # the mean and scale themselves are SAE buffers (sae.safetensors); this says the rule
+        "normalisation": meta.get("normalisation"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and write the run folder; print the final metrics as JSON.
 
@@ -130,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         if info.distributed:  # every rank has checked the folder before rank 0 writes to it
             torch.distributed.barrier()
         _, metrics = train(sae_cfg, data, run_cfg.train, out_dir=out, resume=args.resume)
+        if info.is_main:
+            write_provenance(out, provenance(args, run_cfg))
     except (ConfigError, DataError, CheckpointError, TrainingError, RunFolderError) as err:
         print(f"vsae train: error: {err}", file=sys.stderr, flush=True)
         if getattr(args, "debug", False):

@@ -168,9 +168,22 @@ class BaseSAE(nn.Module):
         self.W_dec_ND /= self.W_dec_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     # ----- persistence -------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write ``cfg.json`` and ``sae.safetensors`` into the folder ``path``."""
-        return save_sae(self, path)
+    def save(self, path: str | Path, provenance: dict | None = None) -> Path:
+        """Write ``cfg.json`` and ``sae.safetensors`` into the folder ``path``.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder, created if needed.
+        provenance : dict, optional
+            Where the model comes from, kept in cfg.json (see ``vsae.sae.io.save_sae``).
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
+        return save_sae(self, path, provenance)
 
 
 class TopKFamilySAE(BaseSAE):

@@ -17,6 +17,7 @@ from vsae.config import ConfigError, SAEConfig, from_dict, to_dict
 
 FORMAT_VERSION = 1
 CFG_NAME = "cfg.json"
+PROVENANCE_KEY = "provenance"
 WEIGHTS_NAME = "sae.safetensors"
 
 
@@ -24,7 +25,7 @@ class CheckpointError(ValueError):
     """A saved SAE or checkpoint is missing, truncated or of another shape."""
 
 
-def save_sae(sae: torch.nn.Module, path: str | Path) -> Path:
+def save_sae(sae: torch.nn.Module, path: str | Path, provenance: dict | None = None) -> Path:
     """Write ``cfg.json`` and ``sae.safetensors`` atomically into folder ``path``.
 
     Parameters
@@ -34,6 +35,10 @@ def save_sae(sae: torch.nn.Module, path: str | Path) -> Path:
         thresholds, candidates) is saved.
     path : str or Path
         Folder, created if needed.
+    provenance : dict, optional
+        Where the SAE comes from (source spec, pretrained tag, hookpoint, ``output`` mode of a
+        diffusion block, token mode, shard folder), stored as cfg.json's ``provenance`` object.
+        It must be JSON-serialisable.
 
     Returns
     -------
@@ -47,14 +52,20 @@ def save_sae(sae: torch.nn.Module, path: str | Path) -> Path:
     save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
     os.replace(tmp, out / WEIGHTS_NAME)
     cfg = {"format_version": FORMAT_VERSION, **to_dict(sae.cfg)}
-    tmp = out / (CFG_NAME + ".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp, out / CFG_NAME)
+    if provenance is not None:
+        cfg[PROVENANCE_KEY] = provenance
+    _write_json_atomic(out / CFG_NAME, cfg)
     return out
 
 
-def read_cfg(path: str | Path) -> SAEConfig:
-    """Read an SAE folder's ``cfg.json``."""
+def _write_json_atomic(path: Path, data: dict) -> None:
+    text = json.dumps(data, indent=2) + "\n"  # serialise first: a bad value writes nothing
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_cfg_json(path: str | Path) -> tuple[Path, dict]:
     cfg_path = Path(path) / CFG_NAME
     if not cfg_path.is_file():
         raise CheckpointError(f"{cfg_path}: no such file; an SAE folder holds {CFG_NAME}")
@@ -62,6 +73,66 @@ def read_cfg(path: str | Path) -> SAEConfig:
         data = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{cfg_path}: expected a JSON object, got {type(data).__name__}")
+    return cfg_path, data
+
+
+def write_provenance(path: str | Path, provenance: dict) -> None:
+    """Record where an SAE folder's model comes from in its ``cfg.json``.
+
+    Parameters
+    ----------
+    path : str or Path
+        An SAE folder (with ``cfg.json``).
+    provenance : dict
+        JSON-serialisable metadata; it replaces any earlier ``provenance`` object. Known keys:
+        ``source`` (e.g. ``world:clip``, ``open_clip:ViT-L-14``), ``pretrained``, ``hookpoint``,
+        ``output`` (``update`` or ``output`` for diffusion blocks), ``token_mode``, ``data``
+        (the shard folder), ``format`` and ``sha256`` (imported checkpoints).
+
+    Raises
+    ------
+    CheckpointError
+        The folder has no readable ``cfg.json``.
+    TypeError
+        ``provenance`` is not a dict or not JSON-serialisable (the file is then unchanged).
+    """
+    if not isinstance(provenance, dict):
+        raise TypeError(f"provenance must be a dict, got {type(provenance).__name__}")
+    cfg_path, data = _read_cfg_json(path)
+    data[PROVENANCE_KEY] = provenance
+    _write_json_atomic(cfg_path, data)
+
+
+def read_provenance(path: str | Path) -> dict:
+    """The ``provenance`` object of an SAE folder's ``cfg.json``; ``{}`` when none is recorded.
+
+    Parameters
+    ----------
+    path : str or Path
+        An SAE folder.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    CheckpointError
+        No readable ``cfg.json``, or a ``provenance`` that is not a JSON object.
+    """
+    cfg_path, data = _read_cfg_json(path)
+    prov = data.get(PROVENANCE_KEY, {})
+    if not isinstance(prov, dict):
+        raise CheckpointError(f"{cfg_path}: {PROVENANCE_KEY!r} must be an object, got {prov!r}")
+    return prov
+
+
+def read_cfg(path: str | Path) -> SAEConfig:
+    """Read an SAE folder's ``cfg.json`` (its ``provenance`` object: ``read_provenance``)."""
+    cfg_path, data = _read_cfg_json(path)
+    data.pop(PROVENANCE_KEY, None)
     version = data.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: format_version={version!r}; expected {FORMAT_VERSION}")
