@@ -9,7 +9,7 @@ import torch
 from conftest import run_cli
 
 from vsae import SAEConfig, build
-from vsae.bench.dense_reference import (
+from vsae.sae.reference_model import (
     DenseReferenceSAE,
     boundary_ties,
     compare_gradients,

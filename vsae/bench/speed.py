@@ -4,7 +4,7 @@ For every configuration of the grid (d in {512, 768}, n in {8192, 32768}, k in {
 times a full training step (forward, backward, decoder-gradient projection, gradient
 clipping, AdamW, constraint projection) of vsae's TopK, BatchTopK, nested-k MSAE (8 levels:
 k, 2k, ..., 64k and the dense ReLU level n) and RA-SAE (8 n candidate points, each atom mixing
-its 8 nearest), and of a dense reference of each (vsae.bench.dense_reference: dense codes
+its 8 nearest), and of a dense reference of each (vsae.sae.reference_model: dense codes
 and decode, every Matryoshka level recomputed, the RA-SAE dictionary as the dense W[N, C] @ C).
 Each measurement runs in a fresh process, so its peak memory is that configuration's alone;
 vsae and reference runs alternate, so both see the same machine load. Before timing, each
@@ -298,7 +298,7 @@ def equivalence_checks(archs: tuple[str, ...]) -> dict[str, Any]:
     Shapes: n = 37 (not a power of two) with k = 3, batch 16; batch 1; k = 1; k = n; each
     with and without dead latents (AuxK). Random parameters so every one of them matters.
     """
-    from vsae.bench.dense_reference import DenseReferenceSAE, compare_gradients
+    from vsae.sae.reference_model import DenseReferenceSAE, compare_gradients
     from vsae.bench.speed_step import build_sae
 
     out = {}

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vsae.bench.dense_reference import DenseReferenceSAE, compare_gradients, float64_recheck
 from vsae.config import SAEConfig, TrainConfig
 from vsae.sae import BaseSAE, build
+from vsae.sae.reference_model import DenseReferenceSAE, compare_gradients, float64_recheck
 from vsae.training.optim import adamw
 
 

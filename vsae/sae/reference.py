@@ -1,9 +1,16 @@
-"""Plain dense reference losses, written the way the published implementations compute them.
+"""Dense reference losses, written the way the published implementations compute them.
 
-Every code is materialised as a dense [B, N] matrix, every Matryoshka level and
-prefix is decoded from scratch, and the archetypal dictionary is the full
-product W C. Tests check that each SAE's fast ``loss`` matches these in value and
-gradient; the speed benchmark measures how much faster the fast path is.
+vsae's fast paths (``vsae/sae/sparse.py``, the TopK family, the nested-k Matryoshka and the
+RA-SAE) never materialise a dense [B, N] code matrix. ``reference_loss(sae, x_BD, dead_N)``
+does: it computes a vsae SAE's training loss from that SAE's own parameters with every code
+dense, every Matryoshka level and prefix decoded from scratch, and the archetypal dictionary
+the full product W C. Tests check each SAE's fast ``loss`` against it in value and gradient.
+The whole trainable dense models that ``vsae bench speed`` times as its baseline are next door,
+in ``vsae/sae/reference_model.py``.
+
+Methods: TopK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"), BatchTopK
+(Bussmann et al. 2024), Matryoshka SAEs (Bussmann et al. 2025; Nabeshima 2024), RA-SAE
+(Fel et al. 2025, "Archetypal SAE").
 """
 
 from __future__ import annotations
@@ -11,17 +18,44 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from vsae.sae.base import BaseSAE
 from vsae.sae.losses import nmse
 
 
 def dense_topk(pre_BN: Tensor, k: int) -> Tensor:
-    """ReLU of the k largest entries of every row, zeros elsewhere."""
+    """TopK codes as a dense matrix: ReLU of the k largest entries of every row, zeros elsewhere.
+
+    Parameters
+    ----------
+    pre_BN : Tensor
+        Pre-activations [B, N].
+    k : int
+        Entries kept per row, 1 <= k <= N.
+
+    Returns
+    -------
+    Tensor
+        Dense codes [B, N] (Gao et al. 2024).
+    """
     vals_BK, idx_BK = pre_BN.topk(k, dim=-1)
     return torch.zeros_like(pre_BN).scatter(-1, idx_BK, torch.relu(vals_BK))
 
 
 def dense_batchtopk(pre_BN: Tensor, k: int) -> Tensor:
-    """ReLU of the B*k largest entries of the batch, zeros elsewhere."""
+    """BatchTopK codes as a dense matrix: ReLU of the B*k largest entries of the batch.
+
+    Parameters
+    ----------
+    pre_BN : Tensor
+        Pre-activations [B, N].
+    k : int
+        Mean entries kept per row; the batch keeps min(B k, B N) in all.
+
+    Returns
+    -------
+    Tensor
+        Dense codes [B, N], zeros outside the batch's top set (Bussmann et al. 2024).
+    """
     B, N = pre_BN.shape
     flat = pre_BN.reshape(-1)
     idx = flat.topk(min(B * k, B * N)).indices
@@ -31,9 +65,37 @@ def dense_batchtopk(pre_BN: Tensor, k: int) -> Tensor:
 
 
 def dense_auxk(
-    sae, x_BD: Tensor, recon_BD: Tensor, pre_BN: Tensor, dead_N: Tensor | None, atoms_ND: Tensor
-):  # noqa: ANN001
-    """AuxK term computed densely (None when it does not apply)."""
+    sae: BaseSAE,
+    x_BD: Tensor,
+    recon_BD: Tensor,
+    pre_BN: Tensor,
+    dead_N: Tensor | None,
+    atoms_ND: Tensor,
+) -> Tensor | None:
+    """The AuxK term computed densely (Gao et al. 2024, appendix A.2).
+
+    The top ``min(num_aux_k, dead)`` dead latents of every row reconstruct the detached
+    residual ``x_BD - recon_BD``.
+
+    Parameters
+    ----------
+    sae : BaseSAE
+        The SAE whose ``cfg.num_aux_k`` sets the number of auxiliary latents.
+    x_BD, recon_BD : Tensor
+        Inputs and their reconstruction [B, D].
+    pre_BN : Tensor
+        Pre-activations [B, N].
+    dead_N : Tensor or None
+        Boolean dead-latent mask [N].
+    atoms_ND : Tensor
+        Decoder atoms [N, D].
+
+    Returns
+    -------
+    Tensor or None
+        The scalar normalised MSE of the residual's reconstruction; None when no latent is
+        dead or AuxK is off.
+    """
     k_aux = sae.cfg.num_aux_k
     if dead_N is None or k_aux == 0 or int(dead_N.sum()) == 0:
         return None
@@ -45,8 +107,20 @@ def dense_auxk(
     return nmse(err_BD, codes_BN @ atoms_ND)
 
 
-def archetypal_dictionary(sae) -> Tensor:  # noqa: ANN001
-    """Dense W C (+ Lambda): the mixing weights scattered into an [N, C] matrix first."""
+def archetypal_dictionary(sae: BaseSAE) -> Tensor:
+    """The RA-SAE dictionary W C (+ Lambda) built densely (Fel et al. 2025).
+
+    Parameters
+    ----------
+    sae : BaseSAE
+        An ``archetypal`` SAE (``mix_NM``, ``neighbors_NM``, ``candidates_CD``, ``relax_ND``).
+
+    Returns
+    -------
+    Tensor
+        Atoms [N, D]: the mixing weights scattered into a dense [N, C] matrix, times the
+        candidate points [C, D], plus the relaxation when ``cfg.delta > 0``.
+    """
     N = sae.n_latents
     C = sae.candidates_CD.shape[0]
     W_NC = torch.zeros(N, C, dtype=sae.mix_NM.dtype).scatter_add(1, sae.neighbors_NM, sae.mix_NM)
@@ -54,7 +128,7 @@ def archetypal_dictionary(sae) -> Tensor:  # noqa: ANN001
     return atoms_ND + sae.relax_ND if sae.cfg.delta > 0 else atoms_ND
 
 
-def reference_loss(sae, x_BD: Tensor, dead_N: Tensor | None = None) -> Tensor:  # noqa: ANN001
+def reference_loss(sae: BaseSAE, x_BD: Tensor, dead_N: Tensor | None = None) -> Tensor:
     """The total training loss of ``sae`` on normalised ``x_BD``, computed densely.
 
     Parameters
@@ -62,14 +136,15 @@ def reference_loss(sae, x_BD: Tensor, dead_N: Tensor | None = None) -> Tensor:  
     sae : BaseSAE
         A TopK-family SAE (topk, batchtopk, matryoshka_k, matryoshka_prefix, archetypal).
     x_BD : Tensor
-        Normalised inputs.
+        Normalised inputs [B, D].
     dead_N : Tensor, optional
-        Dead-latent mask enabling AuxK.
+        Boolean dead-latent mask [N] enabling AuxK.
 
     Returns
     -------
     Tensor
-        Scalar loss, differentiable w.r.t. every parameter.
+        Scalar loss, differentiable w.r.t. every parameter; equal to ``sae.loss(x_BD,
+        dead_N).loss``.
     """
     arch = sae.cfg.arch
     atoms_ND = archetypal_dictionary(sae) if arch == "archetypal" else sae.W_dec_ND

@@ -1,6 +1,7 @@
-"""Dense reference SAEs, written the way the published implementations train them.
+"""Dense reference SAEs as whole models, trained the way the published implementations train them.
 
-These are the baselines of ``vsae bench speed``. Each one:
+These are the baselines of ``vsae bench speed`` and what tests compare vsae's fast paths with
+(``tests/test_bench_speed.py``). Each one:
 
 - materialises the codes as a dense [B, N] matrix and decodes it with a dense matmul;
 - removes the decoder gradient parallel to each row and re-normalises the rows every step;
@@ -8,11 +9,12 @@ These are the baselines of ``vsae bench speed``. Each one:
 - builds the archetypal dictionary as the full dense product W[N, C] @ C[C, D], with W a dense,
   trainable [N, C] matrix (the published RA-SAE trains every entry of W).
 
-They compute the same loss as vsae's fast paths. ``from_sae`` copies a vsae SAE's parameters
-so the two can be compared in loss and gradients (``compare_gradients``). For the archetypal
-SAE vsae trains only each atom's ``n_neighbors`` entries of W; the dense reference's gradient
-at those entries is what vsae's ``mix_NM`` gradient must equal, and the dense reference also
-trains the other entries, as the published one does.
+They compute the same loss as vsae's fast paths (and as ``vsae.sae.reference.reference_loss``).
+``from_sae`` copies a vsae SAE's parameters so the two can be compared in loss and gradients
+(``compare_gradients``). For the archetypal SAE vsae trains only each atom's ``n_neighbors``
+entries of W; the dense reference's gradient at those entries is what vsae's ``mix_NM``
+gradient must equal, and the dense reference also trains the other entries, as the published
+one does.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from torch import Tensor, nn
 
 from vsae.sae.base import BaseSAE
 from vsae.sae.losses import nmse
-from vsae.sae.reference import dense_batchtopk as dense_batchtopk_codes
-from vsae.sae.reference import dense_topk as dense_topk_codes
+from vsae.sae.reference import dense_batchtopk, dense_topk
 
 ARCHS = ("topk", "batchtopk", "matryoshka_k", "archetypal")
 
@@ -98,8 +99,8 @@ class DenseReferenceSAE(nn.Module):
         if k == self.n_latents and self.arch == "matryoshka_k":
             return torch.relu(pre_BN)
         if self.batch_select:
-            return dense_batchtopk_codes(pre_BN, k)
-        return dense_topk_codes(pre_BN, k)
+            return dense_batchtopk(pre_BN, k)
+        return dense_topk(pre_BN, k)
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> Tensor:
         """The training loss on normalised inputs, everything dense.
@@ -150,7 +151,7 @@ class DenseReferenceSAE(nn.Module):
         if n_dead == 0:
             return None
         masked_BN = torch.where(dead_N, pre_BN, torch.full_like(pre_BN, float("-inf")))
-        codes_BN = dense_topk_codes(masked_BN, min(self.k_aux, n_dead))
+        codes_BN = dense_topk(masked_BN, min(self.k_aux, n_dead))
         return nmse((x_BD - recon_BD).detach(), codes_BN @ atoms_ND)
 
     @torch.no_grad()
@@ -175,7 +176,22 @@ class DenseReferenceSAE(nn.Module):
 
 
 def fast_loss(sae: BaseSAE, x_BD: Tensor, dead_N: Tensor | None = None) -> Tensor:
-    """vsae's training loss (the fast path) as a scalar."""
+    """vsae's training loss (the fast path) as a scalar.
+
+    Parameters
+    ----------
+    sae : BaseSAE
+        Any vsae SAE.
+    x_BD : Tensor
+        Normalised inputs [B, D].
+    dead_N : Tensor, optional
+        Boolean dead-latent mask [N] (AuxK).
+
+    Returns
+    -------
+    Tensor
+        ``sae.loss(x_BD, dead_N).loss``.
+    """
     return sae.loss(x_BD, dead_N).loss
 
 
@@ -184,6 +200,19 @@ def reference_gradients(ref: DenseReferenceSAE, sae: BaseSAE) -> dict[str, Tenso
 
     For the RA-SAE, vsae's ``mix_NM`` corresponds to the entries of the dense ``W_NC`` at
     ``neighbors_NM``.
+
+    Parameters
+    ----------
+    ref : DenseReferenceSAE
+        The reference, after ``backward``.
+    sae : BaseSAE
+        The vsae SAE it was built from.
+
+    Returns
+    -------
+    dict
+        Parameter name of ``sae`` -> the reference's gradient of the same shape (None when the
+        reference has none).
     """
     out: dict[str, Tensor | None] = {}
     for name, p in sae.named_parameters():
@@ -248,6 +277,18 @@ def boundary_ties(sae: BaseSAE, x_BD: Tensor) -> int:
     (both are correct top-k sets), so their gradients can differ although the math is the
     same. Boundaries: ``k`` (TopK, RA-SAE) or every sparse level (nested-k MSAE); BatchTopK
     ranks the whole batch, so it has one boundary, at ``B * k``.
+
+    Parameters
+    ----------
+    sae : BaseSAE
+        A TopK-family SAE.
+    x_BD : Tensor
+        Normalised inputs [B, D].
+
+    Returns
+    -------
+    int
+        Tied rows (BatchTopK: 1 when the batch boundary is tied, else 0).
     """
     k = sae.cfg.k
     levels = [lv for lv in getattr(sae, "levels", (k,)) if lv < sae.n_latents]
@@ -271,6 +312,21 @@ def float64_recheck(sae: BaseSAE, x_BD: Tensor, dead_N: Tensor | None = None) ->
 
     Run when the float32 check fails: ``ties_float32 > 0`` with a float64 ``max`` at rounding
     level says the float32 difference came from a tie at a top-k boundary, not from the math.
+
+    Parameters
+    ----------
+    sae : BaseSAE
+        The float32 vsae SAE (not modified).
+    x_BD : Tensor
+        Normalised float32 inputs [B, D].
+    dead_N : Tensor, optional
+        Boolean dead-latent mask [N] (AuxK).
+
+    Returns
+    -------
+    dict
+        ``ties_float32``, ``ties_float64`` (``boundary_ties`` at each precision) and
+        ``float64`` (``compare_gradients`` of the float64 copies).
     """
     sae64 = copy.deepcopy(sae).double()
     x64_BD = x_BD.double()
