@@ -298,8 +298,8 @@ def equivalence_checks(archs: tuple[str, ...]) -> dict[str, Any]:
     Shapes: n = 37 (not a power of two) with k = 3, batch 16; batch 1; k = 1; k = n; each
     with and without dead latents (AuxK). Random parameters so every one of them matters.
     """
-    from vsae.sae.reference_model import DenseReferenceSAE, compare_gradients
     from vsae.bench.speed_step import build_sae
+    from vsae.sae.reference_model import DenseReferenceSAE, compare_gradients
 
     out = {}
     for arch in archs:
