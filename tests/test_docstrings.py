@@ -20,7 +20,13 @@ import typing
 import pytest
 
 # Every public module of these packages, plus vsae.__all__ (below).
-MODULES = ("vsae.sae.base",)
+MODULES = (
+    "vsae.sae.base",
+    "vsae.sae.jumprelu",
+    "vsae.sae.losses",
+    "vsae.sae.relu",
+    "vsae.sae.topk",
+)
 
 
 def _section(doc: str, *names: str) -> bool:

@@ -10,17 +10,48 @@ from vsae.sae.losses import l1_penalty, nmse
 
 
 class ReLUSAE(BaseSAE):
-    """ReLU + L1 sparse autoencoder (dense codes, dense decode)."""
+    """ReLU + L1 sparse autoencoder (dense codes, dense decode): the "vanilla" SAE of
+    Bricken et al. (2023), "Towards Monosemanticity".
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        ``arch="relu"``; ``l1_coef`` weighs the penalty.
+    """
 
     arch = "relu"
     dense_codes = True
 
     def codes_normalized(self, x_BD: Tensor) -> Tensor:
-        """ReLU of the pre-activations."""
+        """ReLU of the pre-activations.
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            Normalised activations [B, d_in].
+
+        Returns
+        -------
+        Tensor
+            Codes [B, n_latents].
+        """
         return torch.relu(self.pre_acts(x_BD))
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
-        """Batch FVU plus ``l1_coef`` times the codes' L1 norm."""
+        """Batch FVU plus ``l1_coef`` times the codes' L1 norm.
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            Normalised activations [B, d_in].
+        dead_N : Tensor, optional
+            Ignored (no AuxK for dense codes); accepted for the shared interface.
+
+        Returns
+        -------
+        LossOutput
+            Terms ``recon`` and ``l1``.
+        """
         codes_BN = self.codes_normalized(x_BD)
         recon_BD = self.decode_normalized(codes_BN)
         rec = nmse(x_BD, recon_BD)
