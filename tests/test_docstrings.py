@@ -21,10 +21,16 @@ import pytest
 
 # Every public module of these packages, plus vsae.__all__ (below).
 MODULES = (
+    "vsae.sae",
+    "vsae.sae.archetypal",
     "vsae.sae.base",
+    "vsae.sae.io",
     "vsae.sae.jumprelu",
+    "vsae.sae.kmeans",
     "vsae.sae.losses",
+    "vsae.sae.registry",
     "vsae.sae.relu",
+    "vsae.sae.sparse",
     "vsae.sae.topk",
 )
 

@@ -19,17 +19,28 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
+from vsae.config import SAEConfig
 from vsae.sae import sparse
 from vsae.sae.kmeans import _sq_dists, kmeans
 from vsae.sae.topk import BatchTopKSAE, topk_codes
 
 
 class ArchetypalSAE(BatchTopKSAE):
-    """A-SAE / RA-SAE with a TopK or BatchTopK encoder."""
+    """A-SAE / RA-SAE with a TopK or BatchTopK encoder (Fel et al. 2025, "Archetypal SAE").
+
+    Atom i is ``sum_j W[i, j] C[nbr[i, j]]`` (+ ``Lambda_i`` when ``delta > 0``) with W
+    row-stochastic and C fixed k-means centroids; only W (and Lambda) train.
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        ``arch="archetypal"``; uses ``num_candidates`` (C), ``n_neighbors`` (m), ``delta``,
+        ``encoder_act``, ``archetype_init``, ``k`` and the AuxK settings.
+    """
 
     arch = "archetypal"
 
-    def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
+    def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
         N, D, C = self.n_latents, self.d_in, cfg.num_candidates
         m = cfg.n_neighbors if 0 < cfg.n_neighbors < C else C
@@ -52,6 +63,11 @@ class ArchetypalSAE(BatchTopKSAE):
         neighbour-ordered copy ``candidates[neighbors]`` whose rows for atom i are
         ``i*m .. i*m+m-1``. The copy is derived, never saved, and rebuilt whenever the
         candidates or neighbour lists change (in place, on load, or on a device move).
+
+        Returns
+        -------
+        tuple of Tensor
+            ``table_RD`` [R, d_in] (R = C or N * m) and ``index_NM`` [N, m] (long).
         """
         cands_CD, nbr_NM = self.candidates_CD, self.neighbors_NM
         N, m = nbr_NM.shape
@@ -65,7 +81,18 @@ class ArchetypalSAE(BatchTopKSAE):
         return self._bank
 
     def mixtures(self, idx_U: Tensor | None = None) -> Tensor:
-        """Convex mixtures W C of atoms ``idx_U`` (all when None), without the relaxation."""
+        """Convex mixtures W C of some atoms, without the relaxation.
+
+        Parameters
+        ----------
+        idx_U : Tensor, optional
+            Long [U]: the atoms to build; all N when None.
+
+        Returns
+        -------
+        Tensor
+            Atoms [U, d_in] (or [N, d_in]) in normalised space.
+        """
         table_RD, index_NM = self.candidate_bank()
         mix_NM = self.mix_NM
         if idx_U is not None:
@@ -75,8 +102,14 @@ class ArchetypalSAE(BatchTopKSAE):
         )
 
     def dictionary(self) -> Tensor:
-        """All atoms [N, D]: convex mixtures of each atom's candidate neighbours, plus the
-        relaxation."""
+        """All atoms: convex mixtures of each atom's candidate neighbours, plus the
+        relaxation.
+
+        Returns
+        -------
+        Tensor
+            [n_latents, d_in] in normalised space; not unit norm.
+        """
         mixed_ND = self.mixtures()
         return mixed_ND + self.relax_ND if self.cfg.delta > 0 else mixed_ND
 
@@ -88,6 +121,18 @@ class ArchetypalSAE(BatchTopKSAE):
 
         The relaxation is decoded straight from ``relax_ND`` by the selection (like a TopK
         decoder), so only the mixtures need the per-batch subset.
+
+        Parameters
+        ----------
+        sel : sparse.Selection
+            The M selected (row, latent) entries.
+        vals_M : Tensor
+            Their code values [M].
+
+        Returns
+        -------
+        Tensor
+            Reconstruction without ``b_dec``, [B, d_in].
         """
         used_U, slot_M = torch.unique(sel.cols_M, return_inverse=True)
         if used_U.numel() > self.SUBSET_MAX_SHARE * self.n_latents:
@@ -100,26 +145,70 @@ class ArchetypalSAE(BatchTopKSAE):
         return out_BD + sparse.sparse_decode(sel, vals_M, self.relax_ND)
 
     def select(self, pre_BN: Tensor) -> sparse.Selection:
-        """TopK or BatchTopK, as ``encoder_act`` says."""
+        """TopK or BatchTopK, as ``encoder_act`` says.
+
+        Parameters
+        ----------
+        pre_BN : Tensor
+            Pre-activations [B, n_latents].
+
+        Returns
+        -------
+        sparse.Selection
+        """
         if self.cfg.encoder_act == "topk":
             return sparse.topk_select(pre_BN, self.cfg.k)
         return sparse.batchtopk_select(pre_BN, self.cfg.k)
 
     def codes_normalized(self, x_BD: Tensor) -> Tensor:
-        """TopK codes, or BatchTopK threshold codes."""
+        """TopK codes, or BatchTopK threshold codes.
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            Normalised activations [B, d_in].
+
+        Returns
+        -------
+        Tensor
+            Codes [B, n_latents].
+        """
         if self.cfg.encoder_act == "batchtopk":
             return super().codes_normalized(x_BD)
         return topk_codes(self.pre_acts(x_BD), self.cfg.k)
 
     @torch.no_grad()
     def observe(self, sel: sparse.Selection, vals_M: Tensor) -> None:
-        """Track the inference threshold only for the BatchTopK encoder."""
+        """Track the inference threshold only for the BatchTopK encoder.
+
+        Parameters
+        ----------
+        sel : sparse.Selection
+            The entries kept in this training step.
+        vals_M : Tensor
+            Their code values [M].
+        """
         if self.cfg.encoder_act == "batchtopk":
             super().observe(sel, vals_M)
 
     @torch.no_grad()
     def init_from_data(self, sample_BD: Tensor) -> None:
-        """Normalisation, then k-means candidates; atom i starts on candidate i."""
+        """Normalisation, then k-means candidates; atom i starts on candidate i.
+
+        Each atom's ``n_neighbors`` nearest candidates (itself first) become its mixing
+        set. ``archetype_init`` picks the k-means seed and the starting mixtures (see
+        ``SAEConfig``), the question raised by "Ablating Archetypes".
+
+        Parameters
+        ----------
+        sample_BD : Tensor
+            Raw activations [S, d_in], S >= ``num_candidates``.
+
+        Raises
+        ------
+        ValueError
+            When the sample is not [S, d_in].
+        """
         super().init_from_data(sample_BD)
         x_BD = self.normalize(sample_BD.to(self.candidates_CD.device, torch.float32))
         C = self.candidates_CD.shape[0]

@@ -130,7 +130,23 @@ def read_provenance(path: str | Path) -> dict:
 
 
 def read_cfg(path: str | Path) -> SAEConfig:
-    """Read an SAE folder's ``cfg.json`` (its ``provenance`` object: ``read_provenance``)."""
+    """Read an SAE folder's ``cfg.json`` (its ``provenance`` object: ``read_provenance``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The SAE folder.
+
+    Returns
+    -------
+    SAEConfig
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing or not JSON, its ``format_version`` is not this version's, or a
+        field is unknown or invalid (the message names the file and the field).
+    """
     cfg_path, data = _read_cfg_json(path)
     data.pop(PROVENANCE_KEY, None)
     version = data.pop("format_version", None)
@@ -143,7 +159,23 @@ def read_cfg(path: str | Path) -> SAEConfig:
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file, turning a truncated or corrupt file into a clear error."""
+    """Load a safetensors file, turning a truncated or corrupt file into a clear error.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.safetensors`` file (never a pickle).
+
+    Returns
+    -------
+    dict of str to Tensor
+        The tensors, on the CPU.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing or unreadable.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -156,7 +188,22 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 def load_state_checked(
     module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str
 ) -> None:
-    """``load_state_dict`` with errors that name the file, tensor and both shapes."""
+    """``load_state_dict`` with errors that name the file, tensor and both shapes.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model to fill; its own state dict defines the expected names and shapes.
+    tensors : dict of str to Tensor
+        What the file holds.
+    where : str
+        The file's name, for the messages.
+
+    Raises
+    ------
+    CheckpointError
+        A tensor is missing, unexpected, or of another shape.
+    """
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))

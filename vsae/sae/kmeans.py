@@ -18,7 +18,22 @@ def _sq_dists(x_SD: Tensor, c_KD: Tensor, chunk: int = 8192) -> Tensor:
 
 
 def nearest(x_SD: Tensor, c_KD: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
-    """Index and squared distance of the nearest centroid of every row."""
+    """Index and squared distance of the nearest centroid of every row.
+
+    Parameters
+    ----------
+    x_SD : Tensor
+        Points [S, D].
+    c_KD : Tensor
+        Centroids [K, D].
+    chunk : int
+        Rows per distance block (bounds memory at chunk * K floats).
+
+    Returns
+    -------
+    tuple of Tensor
+        Long indices [S] and squared distances [S].
+    """
     idx, dist = [], []
     c_sq_K = c_KD.pow(2).sum(-1)
     for start in range(0, x_SD.shape[0], chunk):

@@ -23,6 +23,17 @@ class Selection:
 
     ``rows_M`` is non-decreasing; ``offsets_B`` is where each row's entries start
     (the layout ``F.embedding_bag`` takes). Use ``dataclasses.replace`` for a variant.
+
+    Attributes
+    ----------
+    rows_M : Tensor
+        Long [M]: the row of each entry, non-decreasing.
+    cols_M : Tensor
+        Long [M]: the latent of each entry.
+    offsets_B : Tensor
+        Long [B]: index of each row's first entry in ``rows_M``.
+    n_rows, n_cols : int
+        B and N of the dense matrix.
     """
 
     rows_M: Tensor
@@ -48,14 +59,45 @@ def _offsets(rows_M: Tensor, n_rows: int) -> Tensor:
 
 
 def row_grouped(rows_M: Tensor, cols_M: Tensor, n_rows: int, n_cols: int) -> Selection:
-    """A selection of entries already ordered by row (as ``nonzero`` returns them)."""
+    """A selection of entries already ordered by row (as ``nonzero`` returns them).
+
+    Parameters
+    ----------
+    rows_M, cols_M : Tensor
+        Long [M] row and column of each entry; ``rows_M`` non-decreasing.
+    n_rows, n_cols : int
+        B and N.
+
+    Returns
+    -------
+    Selection
+    """
     return Selection(rows_M, cols_M, _offsets(rows_M, n_rows), n_rows, n_cols)
 
 
 def topk_select(pre_BN: Tensor, k: int) -> Selection:
-    """Keep the k largest pre-activations of every row, in descending order."""
+    """Keep the k largest pre-activations of every row, in descending order.
+
+    Parameters
+    ----------
+    pre_BN : Tensor
+        Pre-activations [B, N].
+    k : int
+        Entries per row, 1 <= k <= N.
+
+    Returns
+    -------
+    Selection
+        B * k entries, row by row.
+
+    Raises
+    ------
+    ValueError
+        When k is outside [1, N].
+    """
     B, N = pre_BN.shape
-    assert 1 <= k <= N, f"k={k} must be in [1, {N}]"
+    if not 1 <= k <= N:
+        raise ValueError(f"k={k} must be in [1, {N}]")
     idx_BK = pre_BN.detach().topk(k, dim=-1, sorted=True).indices
     rows_M = torch.arange(B, device=pre_BN.device).repeat_interleave(k)
     offsets_B = torch.arange(B, device=pre_BN.device) * k
@@ -63,7 +105,20 @@ def topk_select(pre_BN: Tensor, k: int) -> Selection:
 
 
 def batchtopk_select(pre_BN: Tensor, k: int) -> Selection:
-    """Keep the B * k largest pre-activations over the whole batch."""
+    """Keep the B * k largest pre-activations over the whole batch (BatchTopK).
+
+    Parameters
+    ----------
+    pre_BN : Tensor
+        Pre-activations [B, N].
+    k : int
+        Mean entries per row.
+
+    Returns
+    -------
+    Selection
+        min(B * k, B * N) entries, grouped by row.
+    """
     B, N = pre_BN.shape
     m = min(B * k, B * N)
     flat_M = pre_BN.detach().reshape(-1).topk(m, sorted=False).indices
@@ -73,14 +128,38 @@ def batchtopk_select(pre_BN: Tensor, k: int) -> Selection:
 
 
 def threshold_select(pre_BN: Tensor, threshold: Tensor | float) -> Selection:
-    """Keep every pre-activation above ``threshold`` (a scalar or one per latent)."""
+    """Keep every pre-activation above ``threshold``.
+
+    Parameters
+    ----------
+    pre_BN : Tensor
+        Pre-activations [B, N].
+    threshold : Tensor or float
+        A scalar, or one value per latent [N].
+
+    Returns
+    -------
+    Selection
+    """
     B, N = pre_BN.shape
     rows_M, cols_M = torch.nonzero(pre_BN.detach() > threshold, as_tuple=True)
     return row_grouped(rows_M, cols_M, B, N)
 
 
 def subset(sel: Selection, keep_M: Tensor) -> Selection:
-    """The entries of a selection where ``keep_M`` is true (row order is kept)."""
+    """The entries of a selection where ``keep_M`` is true (row order is kept).
+
+    Parameters
+    ----------
+    sel : Selection
+        M entries.
+    keep_M : Tensor
+        Bool [M].
+
+    Returns
+    -------
+    Selection
+    """
     return row_grouped(sel.rows_M[keep_M], sel.cols_M[keep_M], sel.n_rows, sel.n_cols)
 
 
@@ -92,13 +171,13 @@ class _GatherPre(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_BD, b_dec_D, W_enc_ND, b_enc_N, pre_BN, sel):  # noqa: D102
+    def forward(ctx, x_BD, b_dec_D, W_enc_ND, b_enc_N, pre_BN, sel):
         ctx.sel = sel
         ctx.save_for_backward(x_BD, b_dec_D, W_enc_ND)
         return pre_BN[sel.rows_M, sel.cols_M]
 
     @staticmethod
-    def backward(ctx, grad_M):  # noqa: D102
+    def backward(ctx, grad_M):
         x_BD, b_dec_D, W_enc_ND = ctx.saved_tensors
         sel = ctx.sel
         need_x, need_bdec, need_W, need_benc = ctx.needs_input_grad[:4]
@@ -157,9 +236,18 @@ def gather_pre(
     -------
     Tensor
         ``vals_M``, the kept pre-activations in selection order.
+
+    Raises
+    ------
+    ValueError
+        When ``pre_BN`` is not [B, N] or ``b_dec_D`` not [D] for these inputs.
     """
-    assert pre_BN.shape == (x_BD.shape[0], W_enc_ND.shape[0]), "pre_BN shape mismatch"
-    assert b_dec_D.shape == (x_BD.shape[1],), "b_dec_D must be [D]"
+    if pre_BN.shape != (x_BD.shape[0], W_enc_ND.shape[0]):
+        raise ValueError(
+            f"pre_BN has shape {tuple(pre_BN.shape)}; expected {(x_BD.shape[0], W_enc_ND.shape[0])}"
+        )
+    if b_dec_D.shape != (x_BD.shape[1],):
+        raise ValueError(f"b_dec_D has shape {tuple(b_dec_D.shape)}; expected ({x_BD.shape[1]},)")
     return _GatherPre.apply(x_BD, b_dec_D, W_enc_ND, b_enc_N, pre_BN.detach(), sel)
 
 
@@ -184,7 +272,7 @@ class _SparseDecode(torch.autograd.Function):
     (about 3x faster than ``embedding_bag``'s own backward at SAE sizes)."""
 
     @staticmethod
-    def forward(ctx, vals_M, W_ND, sel):  # noqa: D102
+    def forward(ctx, vals_M, W_ND, sel):
         ctx.sel = sel
         ctx.save_for_backward(vals_M, W_ND)
         return F.embedding_bag(
@@ -192,7 +280,7 @@ class _SparseDecode(torch.autograd.Function):
         )
 
     @staticmethod
-    def backward(ctx, grad_BD):  # noqa: D102
+    def backward(ctx, grad_BD):
         vals_M, W_ND = ctx.saved_tensors
         sel = ctx.sel
         grad_BD = grad_BD.contiguous()
@@ -208,8 +296,31 @@ def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
     """Sum of ``vals * W_dec[cols]`` per row, without forming the dense [B, N] codes.
 
     On CPU the backward is ``_SparseDecode``'s; elsewhere ``F.embedding_bag``'s own.
+
+    Parameters
+    ----------
+    sel : Selection
+        M entries of a [B, N] code matrix.
+    vals_M : Tensor
+        Their values [M].
+    W_dec_ND : Tensor
+        The dictionary [N, D].
+
+    Returns
+    -------
+    Tensor
+        [B, D], no bias added.
+
+    Raises
+    ------
+    ValueError
+        When ``vals_M`` does not hold one value per entry.
     """
-    assert vals_M.shape == sel.cols_M.shape, "one value per selected entry"
+    if vals_M.shape != sel.cols_M.shape:
+        raise ValueError(
+            f"vals_M has shape {tuple(vals_M.shape)}; expected one value per entry "
+            f"{tuple(sel.cols_M.shape)}"
+        )
     if sel.cols_M.numel() == 0:
         return W_dec_ND.new_zeros(sel.n_rows, W_dec_ND.shape[1]) + 0 * W_dec_ND.sum()
     if W_dec_ND.device.type == "cpu" and (vals_M.requires_grad or W_dec_ND.requires_grad):
@@ -220,14 +331,40 @@ def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
 
 
 def to_dense(sel: Selection, vals_M: Tensor) -> Tensor:
-    """Scatter the selected values into a dense [B, N] code matrix."""
+    """Scatter the selected values into a dense code matrix.
+
+    Parameters
+    ----------
+    sel : Selection
+        M entries.
+    vals_M : Tensor
+        Their values [M].
+
+    Returns
+    -------
+    Tensor
+        [B, N], zero outside the selection.
+    """
     out_BN = vals_M.new_zeros(sel.n_rows, sel.n_cols)
     out_BN[sel.rows_M, sel.cols_M] = vals_M
     return out_BN
 
 
 def fired(sel: Selection, vals_M: Tensor) -> Tensor:
-    """Boolean [N]: latents with at least one positive code in the batch."""
+    """Latents with at least one positive code in the batch (dead-latent tracking).
+
+    Parameters
+    ----------
+    sel : Selection
+        M entries.
+    vals_M : Tensor
+        Their values [M].
+
+    Returns
+    -------
+    Tensor
+        Bool [N].
+    """
     pos_M = vals_M.detach() > 0
     counts_N = torch.bincount(sel.cols_M[pos_M], minlength=sel.n_cols)
     return counts_N > 0
