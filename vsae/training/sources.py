@@ -14,9 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-class DataError(ValueError):
-    """Training data of the wrong shape, type or content."""
+from vsae.data.checks import DataError
 
 
 def as_array(data: object) -> np.ndarray | Tensor | None:
