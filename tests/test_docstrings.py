@@ -21,6 +21,9 @@ import pytest
 
 # Every public module of these packages, plus vsae.__all__ (below).
 MODULES = (
+    "vsae",
+    "vsae.config",
+    "vsae.metrics",
     "vsae.sae",
     "vsae.sae.archetypal",
     "vsae.sae.base",

@@ -115,6 +115,12 @@ class SAEConfig:
         AuxK loss coefficient.
     seed : int
         Seed of the weight initialisation.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key (with the closest valid ones), a value of the wrong type, or one out
+        of range (the message names the field, the value and what was expected).
     """
 
     arch: str = "topk"
@@ -265,6 +271,12 @@ class TrainConfig:
         bf16 autocast on CUDA.
     progress : bool
         Show a tqdm progress bar.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a value of the wrong type, or one out of range (named in the
+        message with what was expected).
     """
 
     batch_size: int = 1024
@@ -316,7 +328,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
 
     Returns
     -------
-    An instance of ``cls``.
+    cls
+        An instance of ``cls``.
+
+    Raises
+    ------
+    ConfigError
+        ``data`` is not a mapping, has an unknown key, or a value is invalid; the message
+        starts with ``where``.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
@@ -332,17 +351,54 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    """A JSON-ready dict of a config dataclass (tuples become lists).
+
+    Parameters
+    ----------
+    cfg : SAEConfig or TrainConfig
+        Any config dataclass.
+
+    Returns
+    -------
+    dict
+        Field name to value; ``from_dict`` reads it back to an equal config.
+    """
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def replace(cfg: T, **changes: Any) -> T:
-    """Copy of a frozen config with some fields changed, with the same key checks."""
+    """Copy of a frozen config with some fields changed, with the same key checks.
+
+    Parameters
+    ----------
+    cfg : SAEConfig or TrainConfig
+        The config to copy.
+    **changes
+        Field values to change.
+
+    Returns
+    -------
+    SAEConfig or TrainConfig
+        A new config of the same type.
+
+    Raises
+    ------
+    ConfigError
+        An unknown field or an invalid value.
+    """
     return from_dict(type(cfg), {**dataclasses.asdict(cfg), **changes})
 
 
 def save_json(cfg: Any, path: str | Path) -> None:
-    """Write a config as indented JSON."""
+    """Write a config as indented JSON.
+
+    Parameters
+    ----------
+    cfg : SAEConfig or TrainConfig
+        The config.
+    path : str or Path
+        The file to write (replaced if it exists).
+    """
     Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 
 

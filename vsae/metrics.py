@@ -17,7 +17,18 @@ DENSE_THRESHOLD = 0.1
 
 
 class ReconAccumulator:
-    """Streams batches of (x, x_hat, codes) and reports fvu, cos, l0, sparsity, dead and dense."""
+    """Streams batches of (x, x_hat, codes) and reports fvu, cos, l0, sparsity, dead and dense.
+
+    Sums are kept in float64, so the result does not depend on how the evaluation set is cut
+    into batches (up to rounding). Definitions as in REFERENCE §4: FVU over the whole set,
+    cosine averaged over samples, L0 = mean non-zero codes, sparsity = 1 - L0 / n_latents,
+    dead = never fires, dense = fires on more than 10% of samples.
+
+    Parameters
+    ----------
+    n_latents : int
+        Width N of the codes.
+    """
 
     def __init__(self, n_latents: int) -> None:
         self.n_latents = n_latents
@@ -31,8 +42,28 @@ class ReconAccumulator:
 
     @torch.no_grad()
     def update(self, x_BD: Tensor, recon_BD: Tensor, codes_BN: Tensor) -> None:
-        """Add one batch (raw space)."""
-        assert x_BD.shape == recon_BD.shape and codes_BN.shape == (x_BD.shape[0], self.n_latents)
+        """Add one batch (raw space).
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            Activations [B, D].
+        recon_BD : Tensor
+            Their reconstructions [B, D].
+        codes_BN : Tensor
+            Their codes [B, n_latents].
+
+        Raises
+        ------
+        ValueError
+            When the shapes do not match.
+        """
+        if x_BD.shape != recon_BD.shape or codes_BN.shape != (x_BD.shape[0], self.n_latents):
+            raise ValueError(
+                f"x {tuple(x_BD.shape)}, recon {tuple(recon_BD.shape)}, codes "
+                f"{tuple(codes_BN.shape)}: expected x and recon [B, D], codes "
+                f"[B, {self.n_latents}]"
+            )
         x, r = x_BD.double(), recon_BD.double()
         self.count += x.shape[0]
         self.sq_err += (x - r).pow(2).sum().item()
@@ -44,7 +75,19 @@ class ReconAccumulator:
         self.fire_counts_N += active_BN.sum(0).cpu()
 
     def compute(self) -> dict[str, float]:
-        """The metrics of everything seen so far."""
+        """The metrics of everything seen so far.
+
+        Returns
+        -------
+        dict of str to float
+            ``fvu``, ``cos``, ``l0``, ``sparsity``, ``dead_frac``, ``dense_frac`` and
+            ``n_samples``.
+
+        Raises
+        ------
+        ValueError
+            When no sample was added.
+        """
         if self.count == 0:
             raise ValueError("no samples were evaluated")
         total_var = self.sum_sq_x - self.sum_x.pow(2).sum().item() / self.count
@@ -62,13 +105,54 @@ class ReconAccumulator:
 
 
 def fvu(x_BD: Tensor, recon_BD: Tensor) -> float:
-    """Fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2."""
+    """Fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2.
+
+    The dataset-level FVU of REFERENCE §4 (not the per-sample variance ratio of the
+    Matryoshka-CLIP code), computed in float64.
+
+    Parameters
+    ----------
+    x_BD : Tensor
+        Activations [B, D].
+    recon_BD : Tensor
+        Reconstructions [B, D].
+
+    Returns
+    -------
+    float
+        0 for a perfect reconstruction, 1 for predicting the mean.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+    """
+    _same_shape(x_BD, recon_BD)
     x, r = x_BD.double(), recon_BD.double()
     return float((x - r).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-30))
 
 
 def cosine(x_BD: Tensor, recon_BD: Tensor) -> float:
-    """Mean over samples of cos(x, x_hat)."""
+    """Mean over samples of cos(x, x_hat), in float64.
+
+    Parameters
+    ----------
+    x_BD : Tensor
+        Activations [B, D].
+    recon_BD : Tensor
+        Reconstructions [B, D].
+
+    Returns
+    -------
+    float
+        In [-1, 1].
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+    """
+    _same_shape(x_BD, recon_BD)
     return float(torch.nn.functional.cosine_similarity(x_BD.double(), recon_BD.double(), -1).mean())
 
 
@@ -100,13 +184,34 @@ def evaluate(sae: torch.nn.Module, batches: Iterable[Tensor]) -> dict[str, float
     return acc.compute()
 
 
+def _same_shape(x_BD: Tensor, recon_BD: Tensor) -> None:
+    if x_BD.shape != recon_BD.shape:
+        raise ValueError(
+            f"reconstruction has shape {tuple(recon_BD.shape)}; expected the activations' "
+            f"{tuple(x_BD.shape)}"
+        )
+
+
 def _unit(x_ND: Tensor) -> Tensor:
     x_ND = x_ND.double()
     return x_ND / x_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def mmcs(true_FD: Tensor, atoms_ND: Tensor) -> float:
-    """Mean over true features of the max cosine with any atom."""
+    """Mean over true features of the max cosine with any atom (ground-truth recovery).
+
+    Parameters
+    ----------
+    true_FD : Tensor
+        True feature directions [F, D] (any norm).
+    atoms_ND : Tensor
+        Dictionary atoms [N, D] (any norm).
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 1 when every true feature has an atom along it.
+    """
     return float((_unit(true_FD) @ _unit(atoms_ND).T).max(-1).values.mean())
 
 
@@ -117,7 +222,18 @@ def _match(cos_NM: Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stability(atoms_a_ND: Tensor, atoms_b_ND: Tensor) -> float:
-    """Mean cosine of unit atoms of two runs after Hungarian matching (Fel et al.)."""
+    """Mean cosine of unit atoms of two runs after Hungarian matching (Fel et al. 2025).
+
+    Parameters
+    ----------
+    atoms_a_ND, atoms_b_ND : Tensor
+        Decoder atoms [N, D] of two runs that differ only in seed.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; the paper reports 0.54 for TopK and 0.93 for RA-SAE on DINOv2.
+    """
     cos_NM = _unit(atoms_a_ND) @ _unit(atoms_b_ND).T
     rows, cols = _match(cos_NM)
     return float(cos_NM[rows, cols].mean())
@@ -133,7 +249,22 @@ def shared_fraction(
     """Fraction of latents whose encoder and decoder matches agree, both cosines >= threshold.
 
     Matches are Hungarian assignments on encoder rows and decoder rows separately
-    (Paulo & Belrose 2025).
+    (Paulo & Belrose 2025, "Sparse Autoencoders Trained on the Same Data Learn Different
+    Features").
+
+    Parameters
+    ----------
+    enc_a_ND, dec_a_ND : Tensor
+        Encoder rows and decoder atoms [N, D] of run a.
+    enc_b_ND, dec_b_ND : Tensor
+        The same of run b.
+    threshold : float
+        Both cosines must reach it.
+
+    Returns
+    -------
+    float
+        In [0, 1].
     """
     dec_cos = _unit(dec_a_ND) @ _unit(dec_b_ND).T
     enc_cos = _unit(enc_a_ND) @ _unit(enc_b_ND).T
@@ -149,7 +280,20 @@ def shared_fraction(
 
 
 def best_latents(features_FD: Tensor, atoms_ND: Tensor) -> Tensor:
-    """Index [F] of the atom with the highest cosine to each true feature."""
+    """The atom with the highest cosine to each true feature.
+
+    Parameters
+    ----------
+    features_FD : Tensor
+        True feature directions [F, D].
+    atoms_ND : Tensor
+        Dictionary atoms [N, D].
+
+    Returns
+    -------
+    Tensor
+        Long [F]: an atom index per feature.
+    """
     return (_unit(features_FD) @ _unit(atoms_ND).T).argmax(-1)
 
 
@@ -168,21 +312,31 @@ def absorption_rate(
     Parameters
     ----------
     codes_BN : Tensor
-        SAE codes of the samples.
+        SAE codes [B, N] of the samples.
     true_codes_BF : Tensor
-        True coefficients; a feature is active where its coefficient is non-zero.
+        True coefficients [B, F]; a feature is active where its coefficient is non-zero.
     parent_of_F : Tensor
-        Parent index of every feature, -1 for features without a parent.
+        Long [F]: parent index of every feature, -1 for features without a parent.
     latent_of_F : Tensor
-        The latent standing for each feature (only parents' entries are read).
+        Long [F]: the latent standing for each feature (only parents' entries are read).
 
     Returns
     -------
     float
         The absorption rate in [0, 1]; NaN when no child is ever active.
+
+    Raises
+    ------
+    ValueError
+        When the shapes do not agree.
     """
     B, F = true_codes_BF.shape
-    assert codes_BN.shape[0] == B and parent_of_F.shape == (F,) and latent_of_F.shape == (F,)
+    if codes_BN.shape[0] != B or parent_of_F.shape != (F,) or latent_of_F.shape != (F,):
+        raise ValueError(
+            f"codes {tuple(codes_BN.shape)}, true codes {tuple(true_codes_BF.shape)}, "
+            f"parent_of_F {tuple(parent_of_F.shape)}, latent_of_F {tuple(latent_of_F.shape)}: "
+            f"expected codes [{B}, N] and both maps [{F}]"
+        )
     children_F = parent_of_F >= 0
     if not children_F.any():
         return float("nan")
@@ -244,16 +398,25 @@ def best_threshold_accuracy(codes_BN: Tensor, labels_B: Tensor) -> tuple[float, 
     Parameters
     ----------
     codes_BN : Tensor
-        Codes of B samples.
+        Codes [B, N] of B samples.
     labels_B : Tensor
-        Whether the concept is present (bool or 0/1).
+        Whether the concept is present (bool or 0/1), [B].
 
     Returns
     -------
     (float, int, float)
         Best accuracy, the latent that reaches it, and its threshold.
+
+    Raises
+    ------
+    ValueError
+        When ``codes_BN`` is not 2-D or ``labels_B`` not [B].
     """
-    assert codes_BN.ndim == 2 and labels_B.shape == (codes_BN.shape[0],)
+    if codes_BN.ndim != 2 or labels_B.shape != (codes_BN.shape[0],):
+        raise ValueError(
+            f"codes {tuple(codes_BN.shape)}, labels {tuple(labels_B.shape)}: expected "
+            "codes [B, N] and labels [B]"
+        )
     return _best_cut(_sort_codes(codes_BN), labels_B)
 
 
@@ -264,15 +427,25 @@ def identifiability(codes_BN: Tensor, labels_BF: Tensor) -> list[float]:
     Parameters
     ----------
     codes_BN : Tensor
-        SAE codes of B samples.
+        SAE codes [B, N] of B samples.
     labels_BF : Tensor
-        Presence of each of F known concepts in each sample.
+        Presence [B, F] of each of F known concepts in each sample.
 
     Returns
     -------
     list of float
-        ``best_threshold_accuracy`` of every concept; their mean is the score.
+        ``best_threshold_accuracy`` of every concept; their mean is the score (the paper:
+        TopK 0.81-0.83, RA-SAE 0.95-0.96 on synthetic mixtures).
+
+    Raises
+    ------
+    ValueError
+        When ``codes_BN`` is not 2-D or ``labels_BF`` has another number of rows.
     """
-    assert codes_BN.ndim == 2 and labels_BF.shape[0] == codes_BN.shape[0]
+    if codes_BN.ndim != 2 or labels_BF.ndim != 2 or labels_BF.shape[0] != codes_BN.shape[0]:
+        raise ValueError(
+            f"codes {tuple(codes_BN.shape)}, labels {tuple(labels_BF.shape)}: expected "
+            "codes [B, N] and labels [B, F]"
+        )
     s = _sort_codes(codes_BN)
     return [_best_cut(s, labels_BF[:, f])[0] for f in range(labels_BF.shape[1])]
