@@ -1,0 +1,200 @@
+"""Edits of an attached SAE's latents, composable: steer, clamp/ablate, icon, block ablation.
+
+Each edit acts on an :class:`EditState` for one block call: the SAE codes of every position, an
+additive term in the block's activation space, and an optional replacement of the whole block
+update. The hook turns the state into the block's new output as
+``out + (dec(codes') - dec(codes)) + add`` (so no edit leaves ``out`` bitwise unchanged: the
+reconstruction error is kept, REFERENCE.md §6a), or ``in + replace`` when replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import InterventionError
+from .masks import check_mask
+
+
+@dataclass
+class EditState:
+    """One block call of one SAE: codes [B, P, N], add [B, P, D], replace [B, P, D] or None.
+
+    ``mean_N`` is the SAE's mean activation when firing (None without statistics), ``dir_ND``
+    the raw-space decoder atoms (``decode(e_f) - decode(0)``); P = H*W positions of the grid.
+    """
+
+    codes_BPN: torch.Tensor
+    add_BPD: torch.Tensor
+    dir_ND: torch.Tensor
+    mean_N: torch.Tensor | None
+    grid: tuple[int, int]
+    replace_BPD: torch.Tensor | None = None
+    ablate: bool = False
+
+
+def pool_mask(mask_HW: np.ndarray | None, grid: tuple[int, int]) -> torch.Tensor | None:
+    """An image-space mask [H, W] averaged onto the block grid: weights [P] in [0, 1].
+
+    Parameters
+    ----------
+    mask_HW : np.ndarray or None
+        None means everywhere.
+    grid : (int, int)
+        The block's (h, w).
+
+    Returns
+    -------
+    torch.Tensor or None
+        ``[h * w]``, row-major like the block's flattened positions.
+    """
+    if mask_HW is None:
+        return None
+    m = torch.as_tensor(np.asarray(mask_HW, dtype=np.float32))[None, None]
+    return torch.nn.functional.adaptive_avg_pool2d(m, grid).flatten()
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Shared interface: which SAE (index into the attached list), steps [A, B), mask [H, W].
+
+    Subclasses implement :meth:`apply`; ``feature`` is the latent id they act on (or None).
+    """
+
+    sae: int = 0
+    steps: tuple[int, int] | None = None
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    feature = None
+    needs_mean = False
+
+    def active(self, step: int) -> bool:
+        """True when ``step`` lies in the schedule ``[A, B)`` (always without one)."""
+        return self.steps is None or self.steps[0] <= step < self.steps[1]
+
+    def apply(self, st: EditState) -> None:
+        """Change ``st`` in place."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """JSON record of the edit."""
+        out = {"kind": type(self).__name__.lower(), "sae": self.sae, "steps": self.steps}
+        if self.feature is not None:
+            out["feature"] = self.feature
+        out["mask"] = None if self.mask is None else list(np.asarray(self.mask).shape)
+        return out
+
+
+@dataclass(frozen=True)
+class Steer(Edit):
+    """Add ``strength * mean_act_f * W_dec[f]`` at the mask's positions (SDXL-Turbo study)."""
+
+    feature: int = 0
+    strength: float = 10.0
+    needs_mean = True
+
+    def apply(self, st: EditState) -> None:
+        m_P = pool_mask(self.mask, st.grid)
+        vec_D = self.strength * st.mean_N[self.feature] * st.dir_ND[self.feature]
+        w_P1 = torch.ones(st.add_BPD.shape[1], 1) if m_P is None else m_P[:, None]
+        st.add_BPD += w_P1.to(st.add_BPD) * vec_D.to(st.add_BPD)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "strength": self.strength}
+
+
+@dataclass(frozen=True)
+class Clamp(Edit):
+    """Set latent ``feature`` to ``value`` on the mask (``value=0``: ablate it)."""
+
+    feature: int = 0
+    value: float = 0.0
+
+    def apply(self, st: EditState) -> None:
+        m_P = pool_mask(self.mask, st.grid)
+        col_BP = st.codes_BPN[:, :, self.feature]
+        w_P = torch.ones(col_BP.shape[1]) if m_P is None else m_P
+        w_P = w_P.to(col_BP)
+        st.codes_BPN[:, :, self.feature] = col_BP * (1 - w_P) + self.value * w_P
+
+    def describe(self) -> dict:
+        return {**super().describe(), "value": self.value}
+
+
+def Ablate(feature: int, **kw) -> Clamp:  # noqa: N802 (a constructor, named like one)
+    """A latent set to 0 (on a mask): ``Clamp(feature, value=0)``."""
+    return Clamp(feature=feature, value=0.0, **kw)
+
+
+@dataclass(frozen=True)
+class Icon(Edit):
+    """Feature icon: the block update replaced everywhere by ``strength * mean_f * W_dec[f]``.
+
+    Used with the empty prompt (SDXL-Turbo study: output = input + mean_f * k * W_dec[f]).
+    """
+
+    feature: int = 0
+    strength: float = 1.0
+    needs_mean = True
+
+    def apply(self, st: EditState) -> None:
+        vec_D = self.strength * st.mean_N[self.feature] * st.dir_ND[self.feature]
+        st.replace_BPD = vec_D.to(st.add_BPD).expand_as(st.add_BPD).clone()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "strength": self.strength}
+
+
+@dataclass(frozen=True)
+class AblateBlock(Edit):
+    """The whole block update removed: the block returns its input."""
+
+    def apply(self, st: EditState) -> None:
+        st.ablate = True
+
+
+def check_edit(
+    edit: Edit,
+    n_saes: int,
+    n_latents: list[int],
+    image_hw: tuple[int, int] | None,
+    num_steps: int | None,
+) -> None:
+    """Validate one edit against the attached SAEs, image size and schedule.
+
+    Parameters
+    ----------
+    edit : Edit
+    n_saes : int
+        SAEs attached.
+    n_latents : list of int
+        Latents of each.
+    image_hw : (int, int) or None
+        The image size masks must have.
+    num_steps : int or None
+        Denoising steps of the run.
+
+    Raises
+    ------
+    InterventionError
+        SAE index or latent id out of range, a mask of another shape, steps outside the schedule.
+    """
+    if not 0 <= edit.sae < n_saes:
+        raise InterventionError(
+            f"{edit.describe()['kind']}: SAE index {edit.sae}; {n_saes} attached"
+        )
+    n = n_latents[edit.sae]
+    if edit.feature is not None and not 0 <= int(edit.feature) < n:
+        raise InterventionError(
+            f"latent id {edit.feature} out of range: the SAE has latents 0..{n - 1}"
+        )
+    if edit.mask is not None:
+        check_mask(edit.mask, image_hw, f"{edit.describe()['kind']} mask")
+    if edit.steps is not None and num_steps is not None:
+        a, b = edit.steps
+        if not 0 <= a < b <= num_steps:
+            raise InterventionError(
+                f"steps {a}:{b} outside the schedule: need 0 <= A < B <= {num_steps}"
+            )
