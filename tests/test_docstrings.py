@@ -23,6 +23,10 @@ import pytest
 MODULES = (
     "vsae",
     "vsae.config",
+    "vsae.encoders",
+    "vsae.encoders.base",
+    "vsae.encoders.weights_cache",
+    "vsae.encoders.world_source",
     "vsae.metrics",
     "vsae.sae",
     "vsae.sae.archetypal",

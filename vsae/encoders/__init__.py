@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from .base import ActivationSource, SourceError
@@ -18,7 +19,23 @@ FAMILIES = ("open_clip", "timm", "diffusers", "world")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """Split ``family:name``; raise SourceError naming the spec and the valid families."""
+    """Split a source spec into its family and model name.
+
+    Parameters
+    ----------
+    spec : str
+        ``<family>:<name>`` with family one of ``FAMILIES``.
+
+    Returns
+    -------
+    (str, str)
+        The family and the name (which may contain further colons).
+
+    Raises
+    ------
+    SourceError
+        Naming the spec and the valid families.
+    """
     if not isinstance(spec, str) or ":" not in spec:
         raise SourceError(
             f"source spec {spec!r}: expected '<family>:<name>' with family in {FAMILIES}"
@@ -34,7 +51,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def from_spec(
-    spec: str, pretrained=None, hookpoints: Sequence[str] | None = None, **opts
+    spec: str,
+    pretrained: str | os.PathLike | None = None,
+    hookpoints: Sequence[str] | None = None,
+    **opts,
 ) -> ActivationSource:
     """Build an activation source from a spec string.
 
@@ -55,6 +75,12 @@ def from_spec(
     Returns
     -------
     ActivationSource
+
+    Raises
+    ------
+    SourceError
+        A bad spec, hookpoint or option (the message names it and what is valid), or
+        pretrained weights that are neither cached nor downloadable.
     """
     family, name = parse_spec(spec)
     hps = list(hookpoints) if hookpoints else None

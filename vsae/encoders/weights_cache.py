@@ -19,7 +19,15 @@ class _DropDownloadErrors(logging.Filter):
 
 @contextlib.contextmanager
 def quiet_download_logs() -> Iterator[None]:
-    """Silence download-retry logs of the hub clients (open_clip logs its error on root)."""
+    """Silence download-retry logs of the hub clients (open_clip logs its error on root).
+
+    Yields
+    ------
+    None
+        While the context is open, huggingface_hub, open_clip and timm log only critical
+        records and the root logger drops records about downloads; levels are restored on
+        exit.
+    """
     saved = {name: logging.getLogger(name).level for name in _NOISY}
     drop = _DropDownloadErrors()
     root = logging.getLogger()
@@ -35,7 +43,17 @@ def quiet_download_logs() -> Iterator[None]:
 
 
 def is_missing_weights(err: BaseException) -> bool:
-    """True when ``err`` (or its cause) says weights could not be downloaded nor found cached."""
+    """Whether an error says that weights could not be downloaded nor found cached.
+
+    Parameters
+    ----------
+    err : BaseException
+        The error raised by a loader; its ``__cause__`` / ``__context__`` chain is searched.
+
+    Returns
+    -------
+    bool
+    """
     seen: BaseException | None = err
     while seen is not None:
         text = str(seen).lower()

@@ -1,44 +1,63 @@
 """``world:clip``, ``world:siglip``, ``world:diffusion``: the tiny world's models as sources.
 
-``vsae.world`` is imported lazily: until the tiny world is installed these raise a clear error.
-``pretrained`` is the world's weights directory (default: the weights shipped with it).
+The models and their weights ship with vsae (``vsae/world/weights``), so these work offline.
+``pretrained`` is a world weights directory (default: the shipped one).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
+from pathlib import Path
+
+from vsae import world
 
 from .base import ActivationSource, SourceError
 
 WORLD_MODELS = ("clip", "siglip", "diffusion")
 
 
-def import_world():
-    """Import ``vsae.world`` or raise SourceError saying it is not there yet."""
-    try:
-        return importlib.import_module("vsae.world")
-    except ImportError as exn:
-        raise SourceError(
-            f"the tiny world (vsae.world) is not installed in this checkout yet ({exn})"
-        ) from exn
-
-
 def world_source(
-    name: str, pretrained=None, hookpoints: Sequence[str] | None = None, **opts
+    name: str,
+    pretrained: str | Path | None = None,
+    hookpoints: Sequence[str] | None = None,
+    **opts,
 ) -> ActivationSource:
-    """Build ``world:<name>`` from the world's loaders (``load_clip`` / ``load_siglip`` /
-    ``load_diffusion``)."""
+    """Build ``world:<name>`` from the world's loaders.
+
+    ``clip`` and ``siglip`` become an ``OpenClipSource`` around ``world.load_clip`` /
+    ``world.load_siglip`` (hookpoints ``image``, ``text``, ``blocks.<i>``); ``diffusion``
+    becomes a ``DiffusersSource`` around ``world.load_diffusion``'s U-Net, scheduler and
+    prompt encoder, with the shipped guidance scale and 20 steps unless ``opts`` say otherwise.
+
+    Parameters
+    ----------
+    name : str
+        ``clip``, ``siglip`` or ``diffusion``.
+    pretrained : str or Path, optional
+        A world weights directory; None, "", "none" or "default" mean the shipped weights.
+    hookpoints : sequence of str, optional
+        Hookpoints to return (the family's default when None).
+    **opts
+        Options of ``OpenClipSource`` (``tokens``, ``device``) or ``DiffusersSource``
+        (``num_steps``, ``timesteps``, ``guidance``, ``output``, ...).
+
+    Returns
+    -------
+    ActivationSource
+        With ``spec`` ``world:<name>``.
+
+    Raises
+    ------
+    SourceError
+        When ``name`` is not a world model, or a hookpoint or option is invalid.
+    """
     if name not in WORLD_MODELS:
         raise SourceError(f"world:{name}: expected one of {['world:' + m for m in WORLD_MODELS]}")
-    world = import_world()
     weights = None if pretrained in (None, "", "none", "default") else pretrained
     if name in ("clip", "siglip"):
         from .openclip_source import OpenClipSource
 
-        loader = getattr(world, f"load_{name}", None)
-        if loader is None:
-            raise SourceError(f"world:{name}: vsae.world has no load_{name}()")
+        loader = world.load_clip if name == "clip" else world.load_siglip
         model, preprocess, tokenizer = loader(weights)
         return OpenClipSource(
             f"world-{name}",
@@ -52,11 +71,8 @@ def world_source(
         )
     from .diffusers_source import DiffusersSource
 
-    loader = getattr(world, "load_diffusion", None)
-    if loader is None:
-        raise SourceError("world:diffusion: vsae.world has no load_diffusion()")
-    pipe = loader(weights)
-    opts.setdefault("guidance", float(getattr(pipe, "default_guidance", 1.0)))
+    pipe = world.load_diffusion(weights)
+    opts.setdefault("guidance", float(pipe.default_guidance))
     opts.setdefault("num_steps", 20)
 
     def encode(prompts):
