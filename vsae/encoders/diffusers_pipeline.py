@@ -21,12 +21,33 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def looks_like_repo_id(model: str) -> bool:
-    """``owner/name`` that is not an existing path: a Hugging Face Hub repo id."""
+    """Whether ``model`` is a Hugging Face Hub repo id: ``owner/name`` and no existing path.
+
+    Parameters
+    ----------
+    model : str
+        A path or a repo id.
+
+    Returns
+    -------
+    bool
+    """
     return bool(REPO_ID_RE.match(model)) and not Path(model).expanduser().exists()
 
 
 def vae_scale_factor(model: str) -> int:
-    """Pixels per latent position, as the pipeline computes it from its VAE config (else 8)."""
+    """Pixels per latent position, as the pipeline computes it from its VAE config.
+
+    Parameters
+    ----------
+    model : str
+        Pipeline directory or repo id.
+
+    Returns
+    -------
+    int
+        ``2 ** (len(vae.block_out_channels) - 1)``, or 8 when there is no readable VAE config.
+    """
     from diffusers import AutoencoderKL
 
     try:
@@ -37,7 +58,18 @@ def vae_scale_factor(model: str) -> int:
 
 
 def dtype_kwargs(dtype: torch.dtype) -> dict:
-    """``from_pretrained`` dtype argument; none for float32, the default of every version."""
+    """The ``from_pretrained`` dtype argument; none for float32, the default of every version.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        float32, float16 or bfloat16.
+
+    Returns
+    -------
+    dict
+        ``{}`` or ``{"torch_dtype": dtype}``.
+    """
     return {} if dtype == torch.float32 else {"torch_dtype": dtype}
 
 
@@ -95,7 +127,21 @@ def load_pipeline(
 
 @dataclass(frozen=True)
 class LoadedUNet:
-    """What :func:`load_unet` found: the pipeline (or None), its U-Net, scheduler, VAE factor."""
+    """What :func:`load_unet` found.
+
+    Attributes
+    ----------
+    pipe : DiffusionPipeline or None
+        The pipeline when one was loaded.
+    unet : UNet2DConditionModel
+        The U-Net, in eval mode.
+    scheduler : diffusers scheduler
+        The pipeline's, the given one, or a default.
+    vae_scale_factor : int
+        Pixels per latent position.
+    is_pipeline : bool
+        Whether ``model`` was a pipeline (rather than a U-Net folder).
+    """
 
     pipe: Any
     unet: Any

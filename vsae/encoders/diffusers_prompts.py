@@ -23,6 +23,15 @@ class HashPromptEncoder:
 
     For U-Net-only checkpoints (no text encoder on disk) and tests. Equal prompts give equal
     embeddings; the empty prompt is the unconditional one.
+
+    Parameters
+    ----------
+    seq_len : int
+        Tokens L per prompt.
+    dim : int
+        The U-Net's ``cross_attention_dim`` C.
+    pooled_dim : int or None
+        Width P of a pooled embedding (SDXL-style ``text_time`` conditioning), or None.
     """
 
     def __init__(self, seq_len: int, dim: int, pooled_dim: int | None):
@@ -62,6 +71,13 @@ class PipelinePromptEncoder:
         self, prompts: list[str], guidance: bool
     ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None] | None]:
         """Conditional and (under guidance) unconditional embeddings, as the pipeline makes them.
+
+        Parameters
+        ----------
+        prompts : list of str
+            B prompts.
+        guidance : bool
+            Also return the negative (unconditional) embeddings, for classifier-free guidance.
 
         Returns
         -------

@@ -196,6 +196,11 @@ class DiffusersSource(ActivationSource):
     ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor | None] | None]:
         """Conditional and (under guidance) unconditional prompt embeddings.
 
+        Parameters
+        ----------
+        prompts : list of str
+            B prompts.
+
         Returns
         -------
         (dict, dict or None)

@@ -20,12 +20,33 @@ class BlockError(ValueError):
 
 
 def is_transformer2d(module: torch.nn.Module) -> bool:
-    """True for diffusers ``Transformer2DModel`` modules (by class name: no import needed)."""
+    """Whether a module is a diffusers ``Transformer2DModel`` (by class name: no import).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module.
+
+    Returns
+    -------
+    bool
+    """
     return type(module).__name__ == "Transformer2DModel"
 
 
 def transformer_blocks(unet: torch.nn.Module) -> list[str]:
-    """Names of every ``Transformer2DModel`` inside ``unet``, in module order."""
+    """Names of every ``Transformer2DModel`` inside ``unet``, in module order.
+
+    Parameters
+    ----------
+    unet : torch.nn.Module
+        A diffusers ``UNet2DConditionModel`` (or any module holding such blocks).
+
+    Returns
+    -------
+    list of str
+        E.g. ``["down_blocks.1.attentions.0", ..., "mid_block.attentions.0", ...]``.
+    """
     return [n for n, m in unet.named_modules() if is_transformer2d(m)]
 
 
@@ -35,6 +56,7 @@ def resolve_blocks(unet: torch.nn.Module, names: Sequence[str], where: str) -> d
     Parameters
     ----------
     unet : UNet2DConditionModel
+        The U-Net.
     names : list of str
         Module names such as ``mid_block.attentions.0``.
     where : str
@@ -61,17 +83,54 @@ def resolve_blocks(unet: torch.nn.Module, names: Sequence[str], where: str) -> d
 
 
 def block_input(args: tuple, kwargs: dict) -> torch.Tensor:
-    """The ``hidden_states`` a block was called with, [B, C, H, W]."""
+    """The ``hidden_states`` a block was called with.
+
+    Parameters
+    ----------
+    args : tuple
+        The positional arguments of the call.
+    kwargs : dict
+        Its keyword arguments.
+
+    Returns
+    -------
+    Tensor
+        [B, C, H, W].
+    """
     return args[0] if args else kwargs["hidden_states"]
 
 
 def block_output(out: Any) -> torch.Tensor:
-    """The tensor a block returned (``.sample`` of its output, or the first of a tuple)."""
+    """The tensor a block returned.
+
+    Parameters
+    ----------
+    out : Transformer2DModelOutput or tuple
+        The block's return value.
+
+    Returns
+    -------
+    Tensor
+        ``out.sample``, or the first element of a tuple; [B, C, H, W].
+    """
     return out.sample if hasattr(out, "sample") else out[0]
 
 
 def replace_output(out: Any, new: torch.Tensor) -> Any:
-    """The block's return value with its tensor replaced by ``new`` (same container type)."""
+    """The block's return value with its tensor replaced by ``new`` (same container type).
+
+    Parameters
+    ----------
+    out : Transformer2DModelOutput or tuple
+        The block's return value.
+    new : Tensor
+        The replacement, [B, C, H, W].
+
+    Returns
+    -------
+    Transformer2DModelOutput or tuple
+        ``out`` itself with ``.sample`` set, or a new tuple.
+    """
     if hasattr(out, "sample"):
         out.sample = new
         return out
@@ -106,7 +165,19 @@ class ReadHook:
 
 
 class WriteHook(ReadHook):
-    """Replace one block's output by ``fn(x_in_BCHW, x_out_BCHW)`` (same shape) while active."""
+    """Replace one block's output by ``fn(x_in_BCHW, x_out_BCHW)`` while active.
+
+    The base of steering, ablation and unlearning edits: ``with WriteHook(block, fn):``.
+    A result of another shape raises ``ValueError`` inside the forward pass.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The block.
+    fn : callable
+        ``fn(x_in_BCHW, x_out_BCHW) -> new_out_BCHW``, same shape as the output (cast to its
+        dtype).
+    """
 
     def __init__(self, module: torch.nn.Module, fn: EditFn):
         super().__init__(module, fn)

@@ -140,12 +140,19 @@ class OpenClipSource(ActivationSource):
 
     @property
     def tokenizer(self):
+        """The model's tokenizer (open_clip's, loaded on first use unless one was given).
+
+        Raises
+        ------
+        SourceError
+            When it cannot be loaded (Hugging Face tokenizers of SigLIP need a download).
+        """
         if self._tokenizer is None:
             import open_clip
 
             try:
                 self._tokenizer = open_clip.get_tokenizer(self.arch)
-            except Exception as exn:  # noqa: BLE001 - HF tokenizers need a download
+            except Exception as exn:  # any loader failure: HF tokenizers need a download
                 raise SourceError(
                     f"{self.spec}: cannot load its tokenizer ({exn}); the 'text' hookpoint needs it"
                 ) from exn
@@ -205,7 +212,23 @@ class OpenClipSource(ActivationSource):
 
 
 def open_clip_cfg(arch: str) -> dict:
-    """The open_clip model config dict of an architecture."""
+    """The open_clip model config dict of an architecture.
+
+    Parameters
+    ----------
+    arch : str
+        An open_clip architecture name (``ViT-B-32`` ...).
+
+    Returns
+    -------
+    dict
+        open_clip's config (``embed_dim``, ``vision_cfg``, ``text_cfg``).
+
+    Raises
+    ------
+    SourceError
+        When open_clip has no such architecture.
+    """
     import open_clip
 
     cfg = open_clip.get_model_config(arch)

@@ -27,7 +27,21 @@ from .weights_cache import is_missing_weights, missing_weights_error, quiet_down
 
 
 def load_local_weights(model: torch.nn.Module, path: str) -> None:
-    """Load a state dict from .safetensors or a torch file (``weights_only=True``), strictly."""
+    """Load a state dict from .safetensors or a torch file (``weights_only=True``), strictly.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The timm model to fill.
+    path : str
+        A ``.safetensors`` file, or a torch file holding a state dict (or
+        ``{"state_dict": ...}``); never unpickled beyond tensors.
+
+    Raises
+    ------
+    SourceError
+        When the keys do not match the model (the first missing and unexpected ones named).
+    """
     p = Path(path)
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
