@@ -45,6 +45,13 @@ MODULES = (
     "vsae.sae.relu",
     "vsae.sae.sparse",
     "vsae.sae.topk",
+    "vsae.world",
+    "vsae.world.build",
+    "vsae.world.captions",
+    "vsae.world.render",
+    "vsae.world.scenes",
+    "vsae.world.tokens",
+    "vsae.world.vocab",
 )
 
 

@@ -106,8 +106,33 @@ def _log_to(path: Path):
 
 
 def run_stage(stage: str, out: Path, log, fast: bool = False, resume: bool = False) -> dict:
-    """Run one build stage into ``out``; ``fast`` shrinks it to a smoke test; ``resume``
-    reuses a finished CLIP phase 1 found in ``out``."""
+    """Run one build stage into ``out``.
+
+    Parameters
+    ----------
+    stage : str
+        ``clip``, ``siglip`` (needs the clip stage's phase 1), ``judge`` or ``diffusion``.
+    out : Path
+        The weights folder being built.
+    log : callable
+        ``log(message)`` for progress lines.
+    fast : bool
+        Shrink every phase to a few steps (a smoke test; the models are useless).
+    resume : bool
+        Reuse a finished CLIP phase 1 found in ``out``.
+
+    Returns
+    -------
+    dict
+        The stage's training summaries, by phase.
+
+    Raises
+    ------
+    ValueError
+        An unknown stage.
+    FileNotFoundError
+        The siglip stage without the clip stage's phase 1.
+    """
     if stage == "clip":
         from .train_clip import train_clip
 
@@ -180,7 +205,31 @@ def build(
     fast: bool = False,
     resume: bool = False,
 ) -> dict:
-    """Run ``stages`` into ``out`` and record wall times in ``out/build_log.json``."""
+    """Run ``stages`` into ``out`` and record wall times in ``out/build_log.json``.
+
+    Parameters
+    ----------
+    out : str or Path
+        The weights folder (default: the shipped ``vsae/world/weights``).
+    stages : sequence of str
+        Some of ``STAGES``, run in the given order.
+    threads : int
+        torch CPU threads.
+    fast : bool
+        Smoke-test sizes (see ``run_stage``).
+    resume : bool
+        Reuse a finished CLIP phase 1.
+
+    Returns
+    -------
+    dict
+        The build record: per stage its wall time, threads and summary.
+
+    Raises
+    ------
+    ValueError
+        An unknown stage (checked before anything runs).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -208,7 +257,19 @@ def build(
     return record
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vsae.world.build``: the same as ``vsae world build``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--stages", default=",".join(STAGES))

@@ -45,14 +45,41 @@ def _article(text: str) -> str:
 
 
 def noun_phrase(obj: Mapping[str, str], keep: Sequence[str], noun: str = "object") -> str:
-    """'small red circle' with only the attributes in ``keep`` (generic noun if no shape)."""
+    """'small red circle' with only the attributes in ``keep`` (generic noun if no shape).
+
+    Parameters
+    ----------
+    obj : mapping
+        One object of a scene (``size``, ``colour``, ``shape``).
+    keep : sequence of str
+        Attributes to name.
+    noun : str
+        The noun used when ``shape`` is not kept.
+
+    Returns
+    -------
+    str
+    """
     parts = [obj[k] for k in ("size", "colour") if k in keep]
     parts.append(obj["shape"] if "shape" in keep else noun)
     return " ".join(parts)
 
 
 def full_caption(scene: Mapping, frame: int = 0, pos_phrase: int = 0, bg_phrase: int = 0) -> str:
-    """A caption naming every attribute of every object, with the chosen templates."""
+    """A caption naming every attribute of every object, with the chosen templates.
+
+    Parameters
+    ----------
+    scene : mapping
+        A scene from ``sample_scenes``.
+    frame, pos_phrase, bg_phrase : int
+        Indices into ``FRAMES``, ``POSITION_PHRASES`` and ``BACKGROUND_PHRASES``.
+
+    Returns
+    -------
+    str
+        E.g. "a small red circle in the top left on a striped background".
+    """
     bg = BACKGROUND_PHRASES[bg_phrase].format(b=BACKGROUND_WORDS[scene["background"]])
     objs = scene.get("objects", [scene])
     keep = ("size", "colour", "shape")
@@ -73,8 +100,23 @@ def random_caption(
     keep_probs: Mapping[str, float] | None = None,
 ) -> str:
     """A caption with random wording and, with probability ``1 - p_full``, a random
-    subset of the attributes (at least one); attribute ``a`` is kept with
-    probability ``keep_probs[a]`` (0.45 by default)."""
+    subset of the attributes (at least one).
+
+    Parameters
+    ----------
+    scene : mapping
+        A scene from ``sample_scenes``.
+    rng : numpy.random.Generator
+        The source of randomness (advanced by the call).
+    p_full : float
+        Probability of naming every attribute (always for two-object scenes).
+    keep_probs : mapping of str to float, optional
+        Attribute ``a`` is kept with probability ``keep_probs[a]`` (0.45 by default).
+
+    Returns
+    -------
+    str
+    """
     objs = scene.get("objects", [scene])
     frame = FRAMES[int(rng.integers(len(FRAMES)))]
     if rng.uniform() < p_full or len(objs) > 1:
@@ -101,13 +143,43 @@ def random_captions(
     p_full: float = 0.4,
     keep_probs: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """One random caption per scene, deterministic from ``seed``."""
+    """One random caption per scene, deterministic from ``seed``.
+
+    Parameters
+    ----------
+    scenes : sequence of mapping
+        Scenes from ``sample_scenes``.
+    seed : int
+        Seed of the wording.
+    p_full, keep_probs
+        As for ``random_caption``.
+
+    Returns
+    -------
+    list of str
+    """
     rng = np.random.default_rng(seed)
     return [random_caption(s, rng, p_full, keep_probs) for s in scenes]
 
 
 def zero_shot_prompts(attribute: str) -> dict[str, list[str]]:
-    """Prompts per value of ``attribute``, e.g. {'red': ['a red object', ...], ...}."""
+    """Zero-shot prompts per value of an attribute.
+
+    Parameters
+    ----------
+    attribute : str
+        ``colour``, ``shape``, ``size``, ``position`` or ``background``.
+
+    Returns
+    -------
+    dict of str to list of str
+        E.g. ``{"red": ["a red object", ...], ...}``.
+
+    Raises
+    ------
+    ValueError
+        An unknown attribute.
+    """
     if attribute not in ZERO_SHOT_TEMPLATES:
         raise ValueError(f"unknown attribute {attribute!r}; expected one of {list(ATTRIBUTES)}")
     words = BACKGROUND_WORDS if attribute == "background" else {v: v for v in ATTRIBUTES[attribute]}
@@ -118,7 +190,13 @@ def zero_shot_prompts(attribute: str) -> dict[str, list[str]]:
 
 
 def world_words() -> set[str]:
-    """Every word that the world's captions and prompts can use."""
+    """Every word that the world's captions and prompts can use.
+
+    Returns
+    -------
+    set of str
+        Used by ``WorldTokenizer(strict_vocab=True)`` to refuse other words.
+    """
     words: set[str] = {"a", "an", "and"}
     templates = [*FRAMES, *POSITION_PHRASES, *BACKGROUND_PHRASES]
     for ts in ZERO_SHOT_TEMPLATES.values():

@@ -123,7 +123,20 @@ def _backgrounds(scenes: Sequence[dict]) -> np.ndarray:
 
 
 def render_scenes(scenes: Sequence[dict], chunk: int = 256) -> np.ndarray:
-    """Render scenes to uint8 images of shape (N, 64, 64, 3), ``chunk`` at a time."""
+    """Render scenes to 64x64 RGB images, ``chunk`` at a time.
+
+    Parameters
+    ----------
+    scenes : sequence of dict
+        Scenes from ``sample_scenes``.
+    chunk : int
+        Scenes rendered per vectorised pass (bounds memory).
+
+    Returns
+    -------
+    ndarray
+        uint8 [N, 64, 64, 3]; deterministic in the scenes.
+    """
     if len(scenes) == 0:
         return np.zeros((0, CANVAS, CANVAS, 3), dtype=np.uint8)
     if len(scenes) > chunk:
@@ -147,15 +160,44 @@ def _render_chunk(scenes: Sequence[dict]) -> np.ndarray:
 def render(n: int, seed: int, **kwargs) -> tuple[np.ndarray, list[dict]]:
     """Sample ``n`` scenes from ``seed`` and render them.
 
-    Keyword arguments go to ``sample_scenes`` (``start``, ``two_objects``,
-    ``correlations``, ``fixed``). Returns ``(images_NHW3 uint8, scenes)``.
+    Parameters
+    ----------
+    n : int
+        Number of scenes.
+    seed : int
+        The data set's seed.
+    **kwargs
+        Passed to ``sample_scenes`` (``start``, ``two_objects``, ``correlations``, ``fixed``).
+
+    Returns
+    -------
+    (ndarray, list of dict)
+        uint8 images [n, 64, 64, 3] and their scenes (the ground truth).
     """
     scenes = sample_scenes(n, seed, **kwargs)
     return render_scenes(scenes), scenes
 
 
 def downsample(images_NHW3: np.ndarray, factor: int = 2) -> np.ndarray:
-    """Area-average downsampling of uint8 images by an integer factor."""
+    """Area-average downsampling of uint8 images by an integer factor.
+
+    Parameters
+    ----------
+    images_NHW3 : ndarray
+        uint8 [N, H, W, 3].
+    factor : int
+        Divides H and W.
+
+    Returns
+    -------
+    ndarray
+        uint8 [N, H / factor, W / factor, 3].
+
+    Raises
+    ------
+    ValueError
+        When the size is not divisible by ``factor``.
+    """
     n, h, w, c = images_NHW3.shape
     if h % factor or w % factor:
         raise ValueError(f"image size {h}x{w} is not divisible by {factor}")

@@ -31,7 +31,22 @@ class Correlation:
 
     Where the condition does not hold, ``attribute`` keeps its uniform sample.
     Where it holds, ``attribute`` is set to ``value`` with probability ``p`` and
-    otherwise to one of the other values, uniformly.
+    otherwise to one of the other values, uniformly. Correlated data sets test
+    whether an SAE splits or merges the two concepts (and the bias analysis).
+
+    Parameters
+    ----------
+    attribute, value : str
+        The attribute that is set, and its value (``vocab.ATTRIBUTES``).
+    given_attribute, given_value : str
+        The condition; another attribute than ``attribute``.
+    p : float
+        Probability in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        An unknown attribute or value, the same attribute twice, or p outside [0, 1].
     """
 
     attribute: str
@@ -52,7 +67,22 @@ class Correlation:
 
     @classmethod
     def parse(cls, text: str) -> Correlation:
-        """Parse ``"colour=red|shape=circle:0.9"`` (P(red | circle) = 0.9)."""
+        """Parse ``"colour=red|shape=circle:0.9"`` (P(red | circle) = 0.9).
+
+        Parameters
+        ----------
+        text : str
+            ``attribute=value|given_attribute=given_value:p``.
+
+        Returns
+        -------
+        Correlation
+
+        Raises
+        ------
+        ValueError
+            When the text does not have that form, or its values are invalid.
+        """
         try:
             body, p = text.rsplit(":", 1)
             left, right = body.split("|")
@@ -153,6 +183,17 @@ def sample_scene(
         ``Correlation`` objects or strings like ``"colour=red|shape=circle:0.9"``.
     fixed
         Attribute values to force, e.g. ``{"colour": "red"}``; applied last.
+
+    Returns
+    -------
+    dict
+        The scene (see the module docstring): the first object's attributes, ``objects``
+        and ``bg``.
+
+    Raises
+    ------
+    ValueError
+        An invalid correlation or fixed value.
     """
     rng = np.random.default_rng([int(seed), int(index)])
     attrs = _uniform_attrs(rng)
@@ -183,7 +224,28 @@ def sample_scenes(
     correlations=None,
     fixed: Mapping[str, str] | None = None,
 ) -> list[dict]:
-    """Sample scenes ``start .. start+n-1`` for ``seed`` (see ``sample_scene``)."""
+    """Sample scenes ``start .. start+n-1`` for ``seed`` (see ``sample_scene``).
+
+    Parameters
+    ----------
+    n : int
+        Number of scenes, >= 0.
+    seed : int
+        The data set's seed; scene i depends only on (seed, i).
+    start : int
+        Index of the first scene.
+    two_objects, correlations, fixed
+        As for ``sample_scene``.
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    ValueError
+        A negative n, or an invalid correlation or fixed value.
+    """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     corr = _as_correlations(correlations)
@@ -194,7 +256,18 @@ def sample_scenes(
 
 
 def labels_of(scenes: Sequence[Mapping]) -> dict[str, np.ndarray]:
-    """Integer labels of the first object (and background), one array per attribute."""
+    """Integer labels of the first object (and background), one array per attribute.
+
+    Parameters
+    ----------
+    scenes : sequence of dict
+        Scenes from ``sample_scenes``.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Attribute -> int64 [S], the index of the value in ``ATTRIBUTES[attribute]``.
+    """
     return {
         name: np.array([values.index(s[name]) for s in scenes], dtype=np.int64)
         for name, values in ATTRIBUTES.items()

@@ -25,11 +25,14 @@ class PromptError(ValueError):
 class WorldTokenizer:
     """Callable like an open_clip tokenizer: ``tok(texts) -> LongTensor (B, context_length)``.
 
+    open_clip's bundled CLIP BPE (no download), with checks: a prompt that does not fit the
+    context raises ``PromptError`` instead of being truncated silently.
+
     Parameters
     ----------
-    context_length
+    context_length : int
         Tokens per prompt, including start and end tokens.
-    strict
+    strict : bool
         Also refuse words that never occur in the world's captions.
     """
 
@@ -42,7 +45,23 @@ class WorldTokenizer:
         self._words = world_words()
 
     def check(self, texts: str | Sequence[str]) -> list[str]:
-        """Return the prompts as a list, or raise ``PromptError`` saying what is wrong."""
+        """The prompts as a list, checked.
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+            One prompt or several.
+
+        Returns
+        -------
+        list of str
+
+        Raises
+        ------
+        PromptError
+            An empty list, a non-string, a prompt longer than the context, or (strict) a
+            word the world never uses; the message names the prompt.
+        """
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
@@ -70,9 +89,38 @@ class WorldTokenizer:
     def __call__(
         self, texts: str | Sequence[str], context_length: int | None = None
     ) -> torch.Tensor:
+        """Token ids of the prompts.
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+            One prompt or several.
+        context_length : int, optional
+            Overrides the tokenizer's.
+
+        Returns
+        -------
+        Tensor
+            Long [B, context_length].
+
+        Raises
+        ------
+        PromptError
+            As ``check``.
+        """
         texts = self.check(texts)
         return self.inner(texts, context_length=context_length or self.context_length)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per prompt including start and end tokens."""
+        """Tokens per prompt including start and end tokens.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            Prompts.
+
+        Returns
+        -------
+        list of int
+        """
         return [len(self.inner.encode(t)) + 2 for t in texts]

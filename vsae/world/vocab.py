@@ -55,7 +55,19 @@ BACKGROUND_WORDS: dict[str, str] = {
 
 
 def check_value(attribute: str, value: str) -> int:
-    """Return the label index of ``value`` for ``attribute``.
+    """The label index of ``value`` for ``attribute``.
+
+    Parameters
+    ----------
+    attribute : str
+        A key of ``ATTRIBUTES``.
+    value : str
+        One of its values.
+
+    Returns
+    -------
+    int
+        The index of ``value`` in ``ATTRIBUTES[attribute]`` (its class label everywhere).
 
     Raises
     ------
