@@ -105,11 +105,16 @@ def test_sae_package_has_no_function_level_imports():
     assert "noqa: E402" not in (Path(vsae.sae.__file__)).read_text()
 
 
-def test_vsae_load_is_the_registry_loader():
+def test_vsae_load_is_the_interop_loader_over_the_registry():
     import vsae
-    from vsae.sae.registry import REGISTRY, load_sae
+    import vsae.interop
+    from vsae.interop.vsae_folder import VsaeFormat
+    from vsae.sae.registry import REGISTRY
 
-    assert vsae.load is load_sae
+    # one loader for every format; vsae folders go through the registry's load_sae
+    # (tests/test_interop_folders.py checks the outputs are bitwise those of load_sae)
+    assert vsae.load is vsae.interop.load
+    assert type(vsae.interop.READERS["vsae"]) is VsaeFormat
     assert sorted(REGISTRY) == sorted(
         ["relu", "topk", "batchtopk", "jumprelu", "matryoshka_k", "matryoshka_prefix", "archetypal"]
     )

@@ -5,8 +5,8 @@ The layers, bottom to top: configs and metrics -> SAE architectures -> data
 """
 
 from vsae.config import ConfigError, SAEConfig, TrainConfig
+from vsae.interop import InteropError, load
 from vsae.sae import CheckpointError, build
-from vsae.sae import load_sae as load
 from vsae.training import TrainingError, train
 
 __version__ = "0.1.0"
@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "InteropError",
     "SAEConfig",
     "TrainConfig",
     "TrainingError",

@@ -1,64 +1,97 @@
 """Load other tools' SAE checkpoints into vsae, and write vsae SAEs in their layouts.
 
-Sits above ``vsae.sae`` (imports it; ``vsae.sae`` never imports this package).
+``load`` is the one loader every command uses: vsae folders, SAELens, sparsify (and SAeUron),
+sdxl-unbox, MSAE, saev and overcomplete checkpoints, local or ``hf://``. Files are read with
+safetensors, JSON or ``torch.load(weights_only=True)`` only. See docs/interop.md.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from vsae.interop import detect as _detect
-from vsae.interop import hub, saelens, sparsify
-from vsae.interop.common import InteropError
-from vsae.sae import load_sae
+from vsae.interop import hub
+from vsae.interop.common import InteropError, SAEFormat
+from vsae.interop.detect import detect
+from vsae.interop.msae import MSAEFormat
+from vsae.interop.overcomplete import OvercompleteFormat
+from vsae.interop.saelens import SAELensFormat
+from vsae.interop.saev import SaevFormat
+from vsae.interop.sparsify import SparsifyFormat
+from vsae.interop.unbox import UnboxFormat
+from vsae.interop.vsae_folder import VsaeFormat
 from vsae.sae.base import BaseSAE
+from vsae.sae.io import register_exporter
 
-READERS = {"saelens": saelens.read, "sparsify": sparsify.read}
-FORMATS = ("auto", "vsae", *READERS)
-PROVENANCE = "provenance.json"
+# Tried in this order by format="auto" (overcomplete last: its look loads the file).
+READERS: dict[str, SAEFormat] = {
+    f.name: f
+    for f in (
+        VsaeFormat(),
+        SAELensFormat(),
+        SparsifyFormat(),
+        UnboxFormat(),
+        SaevFormat(),
+        MSAEFormat(),
+        OvercompleteFormat(),
+    )
+}
+FORMATS = ("auto", *READERS)
+WRITERS = ("vsae", "saelens", "sparsify")
 
 
-def load(path: str | Path, format: str = "auto", device: str | torch.device = "cpu") -> BaseSAE:
-    """Load an SAE from a vsae, SAELens or sparsify folder, or an ``hf://`` URI.
+def load(
+    path: str | Path,
+    format: str = "auto",
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> BaseSAE:
+    """Load an SAE from a vsae folder, another tool's checkpoint, or an ``hf://`` URI.
 
     Parameters
     ----------
     path : str or Path
-        A folder, or ``hf://owner/repo[/subfolder][@revision]``.
+        A folder or file, or ``hf://owner/repo[/subfolder][@revision]``.
     format : str
-        ``auto`` (detected from files and cfg keys, logged), ``vsae``, ``saelens`` or
-        ``sparsify``.
+        ``auto`` (detected from the files, logged on ``vsae.interop``), ``vsae``,
+        ``saelens``, ``sparsify``, ``sdxl_unbox``, ``msae``, ``saev`` or ``overcomplete``.
     device : str or torch.device
         Where to put the model.
+    **options
+        Format options: overcomplete ``top_k``, ``normalization``, ``delta``; saev
+        ``b_dec_on_input``.
 
     Returns
     -------
     BaseSAE
-        In eval mode; imported SAEs carry ``sae.provenance`` (source format, file,
-        SHA-256, model, hookpoint).
+        In eval mode. ``sae.provenance`` says where it came from (format, file, SHA-256,
+        model and hookpoint where known, the ``hf://`` URI); a vsae folder loads exactly as
+        ``vsae.sae.load_sae`` loads it, with its cfg.json ``provenance``.
 
     Raises
     ------
     InteropError
-        Unknown format, undetectable layout, unsupported architecture or bad tensors.
+        Unknown format, malformed URI, undetectable layout, unsupported architecture,
+        truncated files, files needing pickle of code, missing/extra tensors, bad shapes.
     """
     if format not in FORMATS:
         raise InteropError(f"format={format!r}; expected one of {', '.join(FORMATS)}")
-    folder = hub.fetch(str(path)) if str(path).startswith("hf://") else Path(path)
-    fmt = _detect.detect(folder) if format == "auto" else format
-    if fmt == "vsae":
-        return load_sae(folder, device=device)
-    sae = READERS[fmt](folder)
-    if str(path).startswith("hf://"):
-        sae.provenance["uri"] = str(path)
-    return sae.to(device)
+    uri = str(path) if hub.is_uri(str(path)) else None
+    local = hub.fetch(uri) if uri else Path(path)
+    if format == "auto":
+        format, local = detect(local, READERS)
+    elif not local.exists():
+        raise InteropError(f"{local}: no such file or folder")
+    sae = READERS[format].read(local, **options)
+    if uri:
+        sae.provenance["uri"] = uri
+    return sae.to(device).eval()
 
 
 def save(sae: BaseSAE, path: str | Path, format: str = "vsae") -> Path:
-    """Write ``sae`` as a vsae, SAELens or sparsify folder.
+    """Write ``sae`` as a vsae, SAELens or sparsify folder (also ``sae.save(path, format=)``).
 
     Parameters
     ----------
@@ -67,8 +100,7 @@ def save(sae: BaseSAE, path: str | Path, format: str = "vsae") -> Path:
     path : str or Path
         Output folder.
     format : str
-        ``vsae`` (also writes ``provenance.json`` when the SAE was imported), ``saelens``
-        or ``sparsify``.
+        ``vsae`` (cfg.json keeps ``sae.provenance``), ``saelens`` or ``sparsify``.
 
     Returns
     -------
@@ -78,20 +110,14 @@ def save(sae: BaseSAE, path: str | Path, format: str = "vsae") -> Path:
     Raises
     ------
     InteropError
-        Unknown format, or an architecture the format cannot represent.
+        Unknown format, or an architecture the format cannot represent exactly.
     """
-    out = Path(path)
-    if format == "saelens":
-        return saelens.write(sae, out)
-    if format == "sparsify":
-        return sparsify.write(sae, out)
-    if format != "vsae":
-        raise InteropError(f"format={format!r}; expected vsae, saelens or sparsify")
-    sae.save(out)
-    prov = getattr(sae, "provenance", None)
-    if prov:
-        (out / PROVENANCE).write_text(json.dumps(prov, indent=2) + "\n")
-    return out
+    if format not in WRITERS:
+        raise InteropError(f"format={format!r}; vsae writes {', '.join(WRITERS)}")
+    return READERS[format].write(sae, Path(path))
 
 
-__all__ = ["FORMATS", "InteropError", "load", "save"]
+for _name in ("saelens", "sparsify"):
+    register_exporter(_name, READERS[_name].write)
+
+__all__ = ["FORMATS", "READERS", "WRITERS", "InteropError", "SAEFormat", "load", "save"]

@@ -1,11 +1,15 @@
-"""Shared pieces of the format readers: errors, safe file reading, assembling a vsae SAE."""
+"""Shared pieces of the format readers and writers: the interface, errors, safe file reading,
+and turning a source's tensors into a vsae SAE (and back)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
+import zipfile
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -14,10 +18,33 @@ from vsae.config import SAEConfig
 from vsae.sae import build
 from vsae.sae.base import BaseSAE
 from vsae.sae.io import CheckpointError, read_tensors
+from vsae.sae.matryoshka_k import default_levels
 
 
 class InteropError(CheckpointError):
     """A foreign checkpoint cannot be read, or a vsae SAE cannot be written in a format."""
+
+
+class SAEFormat:
+    """One foreign checkpoint layout: how to recognise it and read it into a vsae SAE.
+
+    Subclasses set ``name`` and implement ``matches`` and ``read``; formats that vsae can
+    also write implement ``write``.
+    """
+
+    name: ClassVar[str] = ""
+
+    def matches(self, path: Path) -> bool:
+        """Whether ``path`` (a folder or a file) is laid out in this format (a cheap look)."""
+        raise NotImplementedError
+
+    def read(self, path: Path, **options: Any) -> BaseSAE:
+        """The checkpoint at ``path`` as a vsae SAE in eval mode with ``sae.provenance``."""
+        raise NotImplementedError
+
+    def write(self, sae: BaseSAE, path: Path) -> Path:
+        """Write ``sae`` into folder ``path`` in this format."""
+        raise InteropError(f"vsae cannot write the {self.name} format; it can only read it")
 
 
 def file_sha256(path: Path) -> str:
@@ -29,46 +56,87 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object file; missing, invalid or non-object files are a clear error."""
+    if not path.is_file():
+        raise InteropError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InteropError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InteropError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_safetensors(path: Path) -> dict[str, Tensor]:
-    """A safetensors file as float32 tensors; a truncated file is a clear error."""
-    return {k: v.float() for k, v in read_tensors(path).items()}
+    """A safetensors file's tensors (floating ones as float32); a truncated file is an error."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in read_tensors(path).items()}
 
 
-def read_torch(path: Path | io.BytesIO, where: str) -> dict[str, Tensor]:
-    """A torch file loaded with ``weights_only=True``; files needing pickled code are refused.
+# Shown when torch.load(weights_only=True) refuses a file: how its owner can convert it.
+CONVERT_HINT = (
+    "If you trust the file, export its tensors once and load the export instead: "
+    "python -c \"import torch; m = torch.load('FILE', map_location='cpu', weights_only=False); "
+    "torch.save(m.state_dict() if hasattr(m, 'state_dict') else m, 'FILE.weights.pt')\""
+)
+
+
+def read_torch(source: Path | bytes, where: str) -> Any:
+    """A torch file loaded with ``torch.load(weights_only=True)`` only, on the CPU.
+
+    Parameters
+    ----------
+    source : Path or bytes
+        The file, or its bytes (saev files carry a JSON line before the torch payload).
+    where : str
+        Name used in errors.
+
+    Returns
+    -------
+    Any
+        The loaded object (tensors, dicts, lists and plain numbers only).
 
     Raises
     ------
     InteropError
-        The file needs pickle of code, or does not hold a flat dict of tensors.
+        The file needs pickle of code (with the one-line conversion in the message), or it is
+        truncated or not a torch file.
     """
+    fh = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
+        return torch.load(fh, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise InteropError(
-            f"{where}: refused, loading it needs pickle of code ({str(err).splitlines()[0]}). "
-            'If you trust the file, convert it once with: python -c "import torch, '
-            "safetensors.torch as st; m = torch.load('FILE', weights_only=False); "
-            "st.save_file({k: v.contiguous() for k, v in getattr(m, 'state_dict', "
-            "lambda: m)().items()}, 'FILE.safetensors')\" and load the .safetensors file"
+            f"{where}: refused: loading it needs pickle of code, which vsae never runs "
+            f"({first[:200]}). {CONVERT_HINT}"
         ) from None
-    except (EOFError, OSError) as err:
-        raise InteropError(f"{where}: unreadable torch file (truncated?): {err}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise InteropError(f"{where}: expected a dict of tensors (a state_dict)")
-    return {k: v.float() for k, v in obj.items()}
+    except (EOFError, RuntimeError, OSError, zipfile.BadZipFile, ValueError) as err:
+        msg = " ".join(str(err).split())[:200]
+        raise InteropError(
+            f"{where}: unreadable torch file (truncated or corrupt?): {msg}"
+        ) from None
 
 
-def check_names(tensors: dict[str, Tensor], need: set[str], where: str, allow: set[str]) -> None:
+def as_state_dict(obj: Any, where: str) -> dict[str, Tensor]:
+    """A loaded object as a flat ``{name: tensor}`` dict (floating tensors as float32)."""
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        kind = type(obj).__name__
+        raise InteropError(f"{where}: expected a state dict (names to tensors), got a {kind}")
+    return {str(k): v.float() if v.is_floating_point() else v for k, v in obj.items()}
+
+
+def check_names(
+    tensors: dict[str, Tensor], need: set[str], where: str, allow: frozenset[str] = frozenset()
+) -> None:
     """Missing or unexpected tensor names are an error naming both lists."""
     missing = sorted(need - set(tensors))
     extra = sorted(set(tensors) - need - allow)
     if missing or extra:
         raise InteropError(
             f"{where}: missing tensors {missing}, unexpected tensors {extra}; "
-            f"expected {sorted(need)}"
+            f"expected {sorted(need)}" + (f" (optional {sorted(allow)})" if allow else "")
         )
 
 
@@ -80,59 +148,83 @@ def check_shape(t: Tensor, shape: tuple[int, ...], name: str, where: str) -> Non
         )
 
 
+def need_key(cfg: dict, key: str, where: Path, kind: type = int) -> Any:
+    """``cfg[key]`` converted to ``kind``; absent or ill-typed values are a clear error."""
+    if key not in cfg:
+        raise InteropError(f"{where}: missing key {key!r}; found keys {sorted(cfg)}")
+    value = cfg[key]
+    if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise InteropError(f"{where}: {key}={value!r}; expected an integer")
+    return value
+
+
+def no_options(options: dict, fmt: str) -> None:
+    """Formats without options refuse any, naming them."""
+    if options:
+        raise InteropError(f"format {fmt!r} takes no options; got {sorted(options)}")
+
+
 def assemble(
     arch: str,
     W_enc_ND: Tensor,
     b_enc_N: Tensor,
     W_dec_ND: Tensor,
     b_dec_D: Tensor,
-    pre_bias_D: Tensor | None = None,
+    pre_bias_D: Tensor | None,
+    provenance: dict,
     *,
     k: int = 1,
     threshold_N: Tensor | None = None,
-    levels: tuple[int, ...] = (),
-    infer_k: int = 0,
+    batch_threshold: float | None = None,
+    weighting: str = "uw",
     mean_D: Tensor | None = None,
     scale: float = 1.0,
-    provenance: dict | None = None,
 ) -> BaseSAE:
-    """A vsae SAE computing ``act((s (x - mean) - pre_bias) W_enc^T + b_enc)`` and
-    ``codes W_dec + b_dec`` (then ``/ s + mean``) exactly as the source does.
+    """A vsae SAE computing a source's ``act((s (x - mean) - pre_bias) W_enc^T + b_enc)`` and
+    ``(codes W_dec + b_dec) / s + mean``.
 
-    vsae subtracts its decoder bias before encoding; a source whose pre-encoder bias
-    differs from its output bias has the difference folded into the encoder bias:
-    ``b_enc' = b_enc - W_enc (pre_bias - b_dec)``.
+    vsae subtracts its decoder bias before encoding. A source whose pre-encoder bias differs
+    from its output bias (none at all, in saev and overcomplete) has the difference folded
+    into the encoder bias: ``b_enc' = b_enc - W_enc (pre_bias - b_dec)``, the same affine map.
 
     Parameters
     ----------
     arch : str
-        vsae architecture (``relu``, ``topk``, ``batchtopk``, ``jumprelu``, ``matryoshka_k``).
+        ``relu``, ``topk``, ``batchtopk``, ``jumprelu`` or ``matryoshka_k``.
     W_enc_ND, b_enc_N, W_dec_ND, b_dec_D : Tensor
         Encoder rows [N, D], encoder bias [N], decoder rows [N, D], output bias [D].
-    pre_bias_D : Tensor, optional
+    pre_bias_D : Tensor or None
         Bias subtracted before encoding; ``None`` means none is subtracted.
-    k, threshold_N, levels, infer_k : optional
-        TopK size, JumpReLU thresholds [N], MSAE levels and inference k.
-    mean_D, scale : optional
-        Input normalisation ``(x - mean) * scale`` kept as vsae's normalisation buffers.
-    provenance : dict, optional
+    provenance : dict
         Where the checkpoint came from; kept as ``sae.provenance``.
+    k : int
+        TopK size (k0 of ``matryoshka_k``, whose levels are then k0, 2 k0, ... n and whose
+        inference is the dense ReLU path, as MSAE's own ``SAE`` wrapper does by default).
+    threshold_N : Tensor, optional
+        JumpReLU thresholds [N] (``pre * (pre > theta)``; a threshold <= 0 acts as ReLU).
+    batch_threshold : float, optional
+        BatchTopK inference threshold (codes are ``relu(pre)`` where ``pre > threshold``).
+    weighting : str
+        ``matryoshka_k`` level weighting (``uw`` or ``rw``).
+    mean_D, scale : optional
+        Input normalisation ``(x - mean) * scale``, kept as vsae's normalisation buffers.
 
     Returns
     -------
     BaseSAE
-        The model in eval mode.
+        The model in eval mode, with ``sae.provenance``.
     """
     N, D = W_enc_ND.shape
     pre_D = torch.zeros(D) if pre_bias_D is None else pre_bias_D
     b_enc_N = b_enc_N - W_enc_ND @ (pre_D - b_dec_D)
+    k = max(1, min(int(k), N))
     cfg = SAEConfig(
         arch=arch,
         d_in=D,
         n_latents=N,
-        k=max(1, min(k, N)),
-        levels=levels,
-        infer_k=infer_k,
+        k=k,
+        levels=default_levels(k, N) if arch == "matryoshka_k" else (),
+        weighting=weighting,
         normalize=mean_D is not None or scale != 1.0,
         b_dec_init="zero",
     )
@@ -144,27 +236,38 @@ def assemble(
         sae.b_dec_D.copy_(b_dec_D)
         if mean_D is not None:
             sae.norm_mean_D.copy_(mean_D)
-        sae.norm_scale.fill_(scale)
-        if threshold_N is not None:
+        sae.norm_scale.fill_(float(scale))
+        if threshold_N is not None:  # log(0) = -inf: exp gives back the threshold 0 exactly
             sae.log_threshold_N.copy_(threshold_N.clamp_min(0).log())
-    sae.provenance = dict(provenance or {})
+        if batch_threshold is not None:
+            sae.threshold.fill_(max(float(batch_threshold), 0.0))
+            sae.threshold_updates.fill_(1)  # a trained threshold: per-sample inference
+    sae.provenance = dict(provenance)
     return sae.eval()
 
 
 def raw_affine(sae: BaseSAE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The SAE as raw-space tensors with its normalisation folded in.
 
-    ``pre = (x - b_dec) W_enc^T + b_enc`` and ``recon = codes W_dec + b_dec`` in raw space:
-    with ``x_n = (x - m) s``, ``W_enc = s W``, ``W_dec = W / s``, ``b_dec = b / s + m``.
+    With ``x_n = (x - m) s``: ``pre = (x - b) (s W_enc)^T + b_enc`` and
+    ``recon = codes (D / s) + b``, where ``b = b_dec / s + m`` is both the input and the output
+    bias (the SAELens and sparsify convention).
 
     Returns
     -------
     tuple of Tensor
-        ``W_enc_ND, b_enc_N, W_dec_ND, b_dec_D`` (float32, detached).
+        ``W_enc_ND, b_enc_N, W_dec_ND, b_dec_D`` (float32, detached, on the CPU).
     """
     s = float(sae.norm_scale)
-    m_D = sae.norm_mean_D.detach().float()
-    W_enc_ND = sae.W_enc_ND.detach().float() * s
-    W_dec_ND = sae.dictionary().detach().float() / s
-    b_dec_D = sae.b_dec_D.detach().float() / s + m_D
-    return W_enc_ND, sae.b_enc_N.detach().float().clone(), W_dec_ND, b_dec_D
+    m_D = sae.norm_mean_D.detach().float().cpu()
+    W_enc_ND = sae.W_enc_ND.detach().float().cpu() * s
+    W_dec_ND = sae.dictionary().detach().float().cpu() / s
+    b_dec_D = sae.b_dec_D.detach().float().cpu() / s + m_D
+    return W_enc_ND, sae.b_enc_N.detach().float().cpu().clone(), W_dec_ND, b_dec_D
+
+
+def base_provenance(fmt: str, weights: Path, **known: Any) -> dict:
+    """The provenance record every import starts from: format, file, hash, known fields."""
+    prov = {"format": fmt, "file": str(weights), "sha256": file_sha256(weights)}
+    prov.update({k: v for k, v in known.items() if v is not None})
+    return prov

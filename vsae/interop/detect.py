@@ -1,4 +1,4 @@
-"""``format="auto"``: look at a folder's files and cfg keys, say which format was chosen."""
+"""``format="auto"``: look at the files (cfg keys, tensor names, headers) and say which format."""
 
 from __future__ import annotations
 
@@ -6,59 +6,72 @@ import json
 import logging
 from pathlib import Path
 
-from vsae.interop import saelens, sparsify
-from vsae.interop.common import InteropError
+from vsae.interop.common import InteropError, SAEFormat
+from vsae.interop.sparsify import hookpoint_folders
 
 log = logging.getLogger("vsae.interop")
-FORMATS = ("vsae", "saelens", "sparsify")
 
 
-def _cfg(path: Path) -> dict | None:
-    cfg_path = path / "cfg.json"
-    if not cfg_path.is_file():
-        return None
-    try:
-        data = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InteropError(f"{cfg_path}: not valid JSON ({err})") from None
-    return data if isinstance(data, dict) else None
+def _found(path: Path) -> str:
+    """What a folder or file holds, for error messages: file names and cfg keys."""
+    if path.is_file():
+        return f"a file of {path.stat().st_size} bytes"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    shown = names[:20] + ([f"... {len(names) - 20} more"] if len(names) > 20 else [])
+    keys: dict[str, list[str]] = {}
+    for cfg in ("cfg.json", "config.json"):
+        try:
+            data = json.loads((path / cfg).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict):
+            keys[cfg] = sorted(data)[:30]
+    return f"files {shown}" + "".join(f", {n} keys {k}" for n, k in keys.items())
 
 
-def detect(path: Path) -> str:
-    """The format of the SAE folder ``path``.
+def detect(path: Path, formats: dict[str, SAEFormat]) -> tuple[str, Path]:
+    """The format of the checkpoint at ``path``, and the path to read.
+
+    A folder that matches no format itself but holds exactly one checkpoint file of a
+    file format (MSAE, saev, overcomplete) resolves to that file.
 
     Parameters
     ----------
     path : Path
-        A folder.
+        A folder or a file.
+    formats : dict
+        Name -> format, in the order they are tried (the costly overcomplete look last).
 
     Returns
     -------
-    str
-        One of ``FORMATS``; the choice is logged on ``vsae.interop``.
+    tuple
+        ``(format name, path to read)``; the choice is logged on ``vsae.interop``.
 
     Raises
     ------
     InteropError
-        No format or several formats match; the message lists the files and cfg keys found.
+        No such path; no format or several formats match (the message lists the files and cfg
+        keys found); a sparsify run folder holding several hookpoints.
     """
-    if not path.is_dir():
-        raise InteropError(f"{path}: not a folder; an SAE checkpoint is a folder of files")
-    cfg = _cfg(path)
-    found = []
-    if cfg is not None and "format_version" in cfg and "arch" in cfg:
-        found.append("vsae")
-    elif saelens.looks_like(path, cfg) or sparsify.looks_like(path, cfg):
-        found += [
-            n for n, m in (("saelens", saelens), ("sparsify", sparsify)) if m.looks_like(path, cfg)
-        ]
+    if not path.exists():
+        raise InteropError(f"{path}: no such file or folder")
+    found = [name for name, fmt in formats.items() if fmt.matches(path)]
+    if not found and path.is_dir():
+        inner = [p for p in sorted(path.iterdir()) if p.is_file()]
+        hits = [(n, p) for p in inner for n, f in formats.items() if f.matches(p)]
+        if len(hits) == 1:
+            log.info("%s: detected format %r in %s", path, hits[0][0], hits[0][1].name)
+            return hits[0]
+        hooks = hookpoint_folders(path)
+        if hooks:
+            raise InteropError(
+                f"{path}: a run folder with one SAE per hookpoint {hooks}; load one of them, "
+                f"e.g. {path / hooks[0]} (or hf://owner/repo/{hooks[0]})"
+            )
     if len(found) == 1:
         log.info("%s: detected format %r", path, found[0])
-        return found[0]
-    files = sorted(p.name for p in path.iterdir())
-    keys = sorted(cfg) if cfg else []
-    what = "ambiguous layout, matches " + ", ".join(found) if found else "unknown layout"
+        return found[0], path
+    what = "ambiguous layout, matches " + " and ".join(found) if found else "unknown layout"
     raise InteropError(
-        f"{path}: {what}; found files {files}, cfg.json keys {keys}; pass format= one of "
-        f"{', '.join(FORMATS)}"
+        f"{path}: {what}; found {_found(path)}; pass format= one of {', '.join(formats)}"
     )

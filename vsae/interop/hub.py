@@ -1,4 +1,9 @@
-"""``hf://owner/repo[/subfolder][@revision]``: download with huggingface_hub into its cache."""
+"""``hf://owner/repo[/subfolder][@revision]``: download with huggingface_hub into its cache.
+
+Offline (``HF_HUB_OFFLINE=1``) only the cache is read; without a network,
+``snapshot_download`` itself falls back to a cached snapshot. Otherwise the error says the
+files are not cached and how to fetch them.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +13,20 @@ from pathlib import Path
 
 from vsae.interop.common import InteropError
 
+PREFIX = "hf://"
 _URI = re.compile(
-    r"^hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?P<sub>(/[^@/]+)*)/?(@(?P<rev>[\w./-]+))?$"
+    r"^hf://(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
+    r"(?P<sub>(?:/[^@/\s]+)*)/?(?:@(?P<rev>[\w.][\w./-]*))?$"
 )
+
+
+def is_uri(path: object) -> bool:
+    """Whether ``path`` is an ``hf://`` URI."""
+    return isinstance(path, str) and path.startswith(PREFIX)
 
 
 def parse(uri: str) -> tuple[str, str, str | None]:
     """Split a hub URI into ``(repo_id, subfolder, revision)``.
-
-    Raises
-    ------
-    InteropError
-        The URI is not ``hf://owner/repo[/subfolder][@revision]``.
-    """
-    m = _URI.match(uri)
-    if m is None:
-        raise InteropError(
-            f"{uri!r}: malformed Hub URI; expected hf://owner/repo[/subfolder][@revision]"
-        )
-    return m["repo"], m["sub"].strip("/"), m["rev"]
-
-
-def _cache_dir() -> str | None:
-    # Read at call time: huggingface_hub reads these variables once, at import.
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
-def fetch(uri: str) -> Path:
-    """The local folder of a hub URI, downloading it unless offline (then the cache only).
 
     Parameters
     ----------
@@ -52,38 +35,78 @@ def fetch(uri: str) -> Path:
 
     Returns
     -------
-    Path
-        The snapshot folder, or its subfolder.
+    tuple
+        ``repo_id`` (``owner/repo``), ``subfolder`` (``""`` when none), ``revision`` (or None).
 
     Raises
     ------
     InteropError
-        Malformed URI, or the files are not cached and cannot be downloaded.
+        The URI is not of that form.
+    """
+    m = _URI.match(uri)
+    if m is None or ".." in m["sub"].split("/"):
+        raise InteropError(
+            f"{uri!r}: malformed Hub URI; expected hf://owner/repo[/subfolder][@revision], "
+            "e.g. hf://bcywinski/SAeUron/unet.up_blocks.1.attentions.1@main"
+        )
+    return m["repo"], m["sub"].strip("/"), m["rev"]
+
+
+def _offline() -> bool:
+    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _cache_dir() -> str | None:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def fetch(uri: str) -> Path:
+    """The local path of a hub URI: its cached snapshot, downloaded unless offline.
+
+    Parameters
+    ----------
+    uri : str
+        ``hf://owner/repo[/subfolder][@revision]``; the subfolder may also name one file.
+
+    Returns
+    -------
+    Path
+        The snapshot folder, or its subfolder or file.
+
+    Raises
+    ------
+    InteropError
+        Malformed URI; files neither cached nor downloadable; a subfolder not in the repo.
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     repo, sub, rev = parse(uri)
-    patterns = [f"{sub}/*"] if sub else None
-    kwargs = {"revision": rev, "allow_patterns": patterns, "cache_dir": _cache_dir()}
+    cache = _cache_dir()
+    offline = _offline()
     try:
-        root = snapshot_download(repo, local_files_only=_offline(), **kwargs)
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        if not _offline():
-            try:  # no network: fall back to the cache
-                root = snapshot_download(repo, local_files_only=True, **kwargs)
-            except (LocalEntryNotFoundError, OSError):
-                root = None
-        else:
-            root = None
-        if root is None:
-            fetch_cmd = f"hf download {repo}" + (f" --revision {rev}" if rev else "")
-            raise InteropError(
-                f"{uri}: not cached (cache {kwargs['cache_dir'] or 'default'}) and not "
-                f"downloadable ({type(err).__name__}); fetch it on a machine with network "
-                f"with `{fetch_cmd}` and copy the cache, or unset HF_HUB_OFFLINE"
-            ) from None
-    folder = Path(root) / sub if sub else Path(root)
-    if not folder.is_dir():
-        raise InteropError(f"{uri}: subfolder {sub!r} is not in the cached snapshot {root}")
-    return folder
+        root = snapshot_download(
+            repo,
+            revision=rev,
+            allow_patterns=[sub, f"{sub}/*"] if sub else None,
+            cache_dir=cache,
+            local_files_only=offline,
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        fetch_cmd = f"hf download {repo}" + (f" --revision {rev}" if rev else "")
+        fetch_cmd += f" --include '{sub}/*'" if sub else ""
+        where = cache or "the default huggingface cache"
+        why = "HF_HUB_OFFLINE is set" if offline else f"download failed: {type(err).__name__}"
+        raise InteropError(
+            f"{uri}: not in the cache ({where}) and {why}; on a machine with network run "
+            f"`{fetch_cmd}` (same HF_HOME/HF_HUB_CACHE) and copy the cache here"
+        ) from None
+    local = Path(root) / sub if sub else Path(root)
+    if not local.exists():
+        raise InteropError(f"{uri}: {sub!r} is not in the snapshot {root}")
+    return local

@@ -1,10 +1,15 @@
-"""SAELens folders: ``cfg.json`` + ``sae_weights.safetensors`` (W_enc [D, N], W_dec [N, D]).
+"""SAELens folders: ``cfg.json`` + ``sae_weights.safetensors``.
 
-Read from SAELens's ``sae_lens/saes`` (v6): ``architecture`` is ``standard`` (ReLU),
-``topk`` (key ``k``), ``batchtopk`` (inference threshold), ``jumprelu`` (tensor
-``threshold``); older configs give ``activation_fn_str``/``activation_fn_kwargs.k`` and
-``model_name``/``hook_name`` at the top level instead of under ``metadata``. The encoder
-subtracts ``b_dec`` first when ``apply_b_dec_to_input`` is true.
+Read from SAELens's ``sae_lens/saes`` and ``sae_lens/loading/pretrained_sae_loaders.py`` (v6):
+tensors ``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae], ``W_dec`` [d_sae, d_in], ``b_dec`` [d_in],
+and ``threshold`` [d_sae] for ``jumprelu``. ``architecture`` is ``standard`` (ReLU), ``topk``
+(key ``k``; ``rescale_acts_by_decoder_norm`` multiplies the pre-activations by the decoder
+row norms) or ``jumprelu`` (``relu(pre) * (pre > threshold)``; BatchTopK SAEs are saved as
+this). A training checkpoint of ``batchtopk`` holds a scalar ``topk_threshold``. Encoding
+subtracts ``b_dec`` first when ``apply_b_dec_to_input`` (default true). Configs before 6.0
+give ``activation_fn_str``/``activation_fn`` with ``activation_fn_kwargs.k``, and
+``model_name``/``hook_name`` (or ``hook_point``) at the top level instead of under
+``metadata``; a ``scaling_factor`` tensor multiplies the codes before decoding.
 """
 
 from __future__ import annotations
@@ -13,187 +18,242 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
 from vsae.interop.common import (
     InteropError,
+    SAEFormat,
     assemble,
+    base_provenance,
     check_names,
     check_shape,
-    file_sha256,
+    need_key,
+    no_options,
     raw_affine,
+    read_json,
     read_safetensors,
 )
 from vsae.sae.base import BaseSAE
 
 WEIGHTS = "sae_weights.safetensors"
 CFG = "cfg.json"
-# Runtime normalisations that are per-sample (not an affine map vsae can hold).
-_PER_SAMPLE = ("constant_norm_rescale", "layer_norm")
+ARCHS = ("standard", "topk", "jumprelu", "batchtopk")
+# Runtime normalisations that rescale each sample: not an affine map vsae can hold.
+PER_SAMPLE_NORMS = ("constant_norm_rescale", "layer_norm")
+# What a SAELens folder of this version range records; the v6 loaders read it as v6.
+LAYOUT_VERSION = "6.0.0"
 
 
-def read(path: Path) -> BaseSAE:
-    """Load a SAELens SAE folder.
-
-    Parameters
-    ----------
-    path : Path
-        Folder with ``cfg.json`` and ``sae_weights.safetensors``.
-
-    Returns
-    -------
-    BaseSAE
-        ReLU, TopK or JumpReLU SAE (SAELens BatchTopK infers with a threshold: JumpReLU).
-
-    Raises
-    ------
-    InteropError
-        Unsupported architecture or normalisation, missing/extra tensors, bad shapes.
-    """
-    cfg_path, w_path = path / CFG, path / WEIGHTS
-    cfg = json.loads(cfg_path.read_text())
+def _architecture(cfg: dict, cfg_path: Path) -> tuple[str, int | None]:
+    """SAELens architecture name and k, for v6 and pre-6.0 configs."""
+    act = cfg.get("activation_fn_str", cfg.get("activation_fn", "relu"))
+    kwargs = cfg.get("activation_fn_kwargs") or {}
     arch = cfg.get("architecture") or "standard"
-    act = cfg.get("activation_fn_str", "relu")
-    k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+    k = cfg.get("k", kwargs.get("k"))
     if arch == "standard" and act == "topk":
         arch = "topk"
-    if arch not in ("standard", "topk", "jumprelu", "batchtopk"):
+    if arch not in ARCHS:
         raise InteropError(
-            f"{cfg_path}: architecture={arch!r} is not supported; expected standard, topk, "
-            "batchtopk or jumprelu"
+            f"{cfg_path}: architecture={arch!r} is not supported; expected one of "
+            f"{', '.join(ARCHS)} (gated SAEs and transcoders have no vsae equivalent)"
         )
+    if arch == "standard" and act != "relu":
+        raise InteropError(f"{cfg_path}: activation_fn={act!r} is not supported; expected relu")
+    return arch, k
+
+
+def _check_norm(cfg: dict, cfg_path: Path) -> list[str]:
+    """Refuse per-sample normalisations; note what SAELens itself does with the others."""
     norm = cfg.get("normalize_activations", "none")
-    if norm in _PER_SAMPLE:
+    if norm is False or norm is None:
+        norm = "none"
+    if norm is True:
+        norm = "expected_average_only_in"
+    if norm in PER_SAMPLE_NORMS:
         raise InteropError(
             f"{cfg_path}: normalize_activations={norm!r} rescales each sample; vsae keeps only "
             "a shift and a scalar scale (expected 'none' or 'expected_average_only_in')"
         )
-    if cfg.get("rescale_acts_by_decoder_norm"):
-        raise InteropError(f"{cfg_path}: rescale_acts_by_decoder_norm=true is not supported")
-    D, N = int(cfg["d_in"]), int(cfg["d_sae"])
-    t = read_safetensors(w_path)
-    need = {"W_enc", "b_enc", "W_dec", "b_dec"}
-    if arch in ("jumprelu",):
-        need.add("threshold")
-    allow = {"threshold"} if arch == "batchtopk" else set()
-    check_names(t, need, str(w_path), allow)
-    for name, shape in (("W_enc", (D, N)), ("b_enc", (N,)), ("W_dec", (N, D)), ("b_dec", (D,))):
-        check_shape(t[name], shape, name, str(w_path))
-    meta = {**cfg, **(cfg.get("metadata") or {})}
-    prov = {
-        "source_format": "saelens",
-        "source_file": str(w_path),
-        "sha256": file_sha256(w_path),
-        "model": meta.get("model_name"),
-        "hookpoint": meta.get("hook_name"),
-        "source_architecture": arch,
-    }
-    pre = t["b_dec"] if cfg.get("apply_b_dec_to_input", True) else None
-    args = (t["W_enc"].t().contiguous(), t["b_enc"], t["W_dec"], t["b_dec"], pre)
-    if arch == "standard":
-        return assemble("relu", *args, provenance=prov)
-    if arch == "topk":
-        if not k:
-            raise InteropError(f"{cfg_path}: a topk SAE needs 'k' in its config")
-        return assemble("topk", *args, k=int(k), provenance=prov)
-    if arch == "batchtopk":
-        if "threshold" not in t:
-            raise InteropError(f"{w_path}: batchtopk needs its inference 'threshold' tensor")
-        thr = t["threshold"].reshape(-1).expand(N).clone()
-        return assemble("jumprelu", *args, threshold_N=thr, provenance=prov)
-    check_shape(t["threshold"], (N,), "threshold", str(w_path))
-    return assemble("jumprelu", *args, threshold_N=t["threshold"], provenance=prov)
+    if norm == "expected_average_only_in":
+        msg = (
+            f"{cfg_path}: normalize_activations='expected_average_only_in': the scaling factor "
+            "is not stored in the folder, and SAELens's load_from_disk does not apply one "
+            "either; scale inputs as the release documents"
+        )
+        warnings.warn(msg, stacklevel=4)
+        return [msg]
+    return []
 
 
-def write(sae: BaseSAE, path: Path, model: str | None = None, hook: str | None = None) -> Path:
-    """Write a SAELens v6 folder for ``sae`` (normalisation folded into the weights).
+class SAELensFormat(SAEFormat):
+    """Read and write SAELens folders."""
 
-    Parameters
-    ----------
-    sae : BaseSAE
-        ReLU, TopK, JumpReLU, BatchTopK (as JumpReLU at its threshold) or nested-k MSAE
-        (as TopK at ``infer_k``, or ReLU when it is 0; the nested levels are dropped).
-    path : Path
-        Output folder.
-    model, hook : str, optional
-        ``metadata.model_name`` / ``metadata.hook_name``.
+    name = "saelens"
 
-    Returns
-    -------
-    Path
-        The folder.
+    def matches(self, path: Path) -> bool:
+        """A folder with ``sae_weights.safetensors``."""
+        return path.is_dir() and (path / WEIGHTS).is_file()
 
-    Raises
-    ------
-    InteropError
-        An architecture SAELens cannot represent exactly (prefix Matryoshka, archetypal).
-    """
-    arch = sae.cfg.arch
-    W_enc_ND, b_enc_N, W_dec_ND, b_dec_D = raw_affine(sae)
-    N = sae.n_latents
-    tensors = {
-        "W_enc": W_enc_ND.t().contiguous(),
-        "b_enc": b_enc_N,
-        "W_dec": W_dec_ND,
-        "b_dec": b_dec_D,
-    }
-    extra: dict = {}
+    def read(self, path: Path, **options: Any) -> BaseSAE:
+        """Load a SAELens SAE folder.
+
+        Parameters
+        ----------
+        path : Path
+            Folder with ``cfg.json`` and ``sae_weights.safetensors``.
+        **options
+            None are accepted.
+
+        Returns
+        -------
+        BaseSAE
+            ReLU (``standard``), TopK, JumpReLU, or BatchTopK (a ``batchtopk`` training
+            checkpoint, at its threshold).
+
+        Raises
+        ------
+        InteropError
+            Unsupported architecture or normalisation, missing/extra tensors, bad shapes.
+        """
+        no_options(options, self.name)
+        cfg_path, w_path = path / CFG, path / WEIGHTS
+        cfg = read_json(cfg_path)
+        arch, k = _architecture(cfg, cfg_path)
+        notes = _check_norm(cfg, cfg_path)
+        D, N = need_key(cfg, "d_in", cfg_path), need_key(cfg, "d_sae", cfg_path)
+        t = read_safetensors(w_path)
+        need = {"W_enc", "b_enc", "W_dec", "b_dec"}
+        need |= {"threshold"} if arch == "jumprelu" else set()
+        need |= {"topk_threshold"} if arch == "batchtopk" else set()
+        check_names(t, need, str(w_path), frozenset({"scaling_factor"}))
+        shapes = {"W_enc": (D, N), "b_enc": (N,), "W_dec": (N, D), "b_dec": (D,)}
+        shapes.update({"threshold": (N,), "scaling_factor": (N,), "topk_threshold": ()})
+        for name in t:
+            check_shape(t[name], shapes[name], name, str(w_path))
+        W_enc_ND, b_enc_N, W_dec_ND = t["W_enc"].t().contiguous(), t["b_enc"], t["W_dec"]
+        if "scaling_factor" in t:  # pre-6.0 fine-tuning factor: codes * s before decoding
+            W_dec_ND = W_dec_ND * t["scaling_factor"][:, None]
+        if cfg.get("rescale_acts_by_decoder_norm"):  # pre * |W_dec_i|, codes / |W_dec_i|
+            norm_N = W_dec_ND.norm(dim=-1)
+            W_enc_ND, b_enc_N = W_enc_ND * norm_N[:, None], b_enc_N * norm_N
+            W_dec_ND = W_dec_ND / norm_N[:, None]
+        meta = {**cfg, **(cfg.get("metadata") or {})}
+        prov = base_provenance(
+            self.name,
+            w_path,
+            model=meta.get("model_name"),
+            hookpoint=meta.get("hook_name") or meta.get("hook_point"),
+            source_architecture=arch,
+        )
+        if notes:
+            prov["notes"] = notes
+        pre = t["b_dec"] if cfg.get("apply_b_dec_to_input", True) else None
+        args = (W_enc_ND, b_enc_N, W_dec_ND, t["b_dec"], pre, prov)
+        if arch == "standard":
+            return assemble("relu", *args)
+        if arch == "topk":
+            if not isinstance(k, int) or k < 1:
+                raise InteropError(f"{cfg_path}: a topk SAE needs an integer 'k' >= 1, got {k!r}")
+            return assemble("topk", *args, k=k)
+        if arch == "batchtopk":
+            thr = float(t["topk_threshold"])
+            return assemble("batchtopk", *args, k=int(k or 1), batch_threshold=thr)
+        return assemble("jumprelu", *args, threshold_N=t["threshold"])
+
+    def write(self, sae: BaseSAE, path: Path) -> Path:
+        """Write a SAELens v6 folder for ``sae`` (normalisation folded into the weights).
+
+        Parameters
+        ----------
+        sae : BaseSAE
+            ReLU, TopK and JumpReLU map one to one; BatchTopK and prefix Matryoshka (after
+            training: their threshold) become ``jumprelu`` with that threshold; nested-k MSAE
+            becomes TopK at ``infer_k`` (ReLU when it is 0); archetypal becomes TopK or
+            JumpReLU with the materialised dictionary. The last two warn what is dropped.
+        path : Path
+            Output folder.
+
+        Returns
+        -------
+        Path
+            The folder.
+
+        Raises
+        ------
+        InteropError
+            A BatchTopK-family SAE without a trained threshold (its codes depend on the batch).
+        """
+        W_enc_ND, b_enc_N, W_dec_ND, b_dec_D = raw_affine(sae)
+        tensors = {"W_enc": W_enc_ND.t().contiguous(), "b_enc": b_enc_N}
+        tensors.update({"W_dec": W_dec_ND, "b_dec": b_dec_D})
+        out_arch, extra, thr = _export_arch(sae)
+        if thr is not None:
+            tensors["threshold"] = thr
+        prov = getattr(sae, "provenance", None) or {}
+        cfg = {
+            "architecture": out_arch,
+            "d_in": sae.d_in,
+            "d_sae": sae.n_latents,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            "reshape_activations": "none",
+            **extra,
+            "metadata": {
+                "sae_lens_version": LAYOUT_VERSION,
+                "sae_lens_training_version": LAYOUT_VERSION,
+                "model_name": prov.get("model"),
+                "hook_name": prov.get("hookpoint"),
+                "exported_by": "vsae",
+            },
+        }
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / (WEIGHTS + ".tmp")
+        save_file({name: v.contiguous() for name, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path / WEIGHTS)
+        (path / CFG).write_text(json.dumps(cfg, indent=2) + "\n")
+        return path
+
+
+def _export_arch(sae: BaseSAE) -> tuple[str, dict, torch.Tensor | None]:
+    """SAELens architecture, extra cfg keys and threshold tensor [N] for a vsae SAE."""
+    arch, N = sae.cfg.arch, sae.n_latents
     if arch == "relu":
-        out_arch = "standard"
-    elif arch == "topk":
-        out_arch, extra = "topk", {"k": sae.cfg.k}
-    elif arch == "jumprelu":
-        out_arch = "jumprelu"
-        tensors["threshold"] = sae.log_threshold_N.detach().exp().float()
-    elif arch == "batchtopk":
-        if int(sae.threshold_updates) == 0:
-            raise InteropError("batchtopk SAE has no inference threshold yet (never trained)")
-        out_arch = "jumprelu"
-        tensors["threshold"] = sae.threshold.detach().float().clamp_min(0).expand(N).clone()
-    elif arch == "matryoshka_k":
+        return "standard", {}, None
+    if arch == "jumprelu":
+        return "jumprelu", {}, sae.log_threshold_N.detach().exp().float().cpu()
+    if arch == "matryoshka_k":
         k = sae.infer_k
+        dense = k in (0, N)
+        what = "ReLU (the dense path, infer_k=0)" if dense else f"TopK at k={k} (infer_k)"
         warnings.warn(
-            f"SAELens has no nested-k levels: exported as {'TopK at k=' + str(k) if k else 'ReLU'}"
-            f" (infer_k), levels {sae.levels} dropped",
-            stacklevel=2,
+            f"SAELens has no nested-k levels: exported as {what}; levels {sae.levels} dropped",
+            stacklevel=4,
         )
-        out_arch, extra = ("topk", {"k": k}) if 0 < k < N else ("standard", {})
-    else:
+        return ("standard", {}, None) if dense else ("topk", _topk_keys(k), None)
+    if arch == "archetypal":
+        warnings.warn(
+            "SAELens has no archetypal dictionary: exported with the materialised dictionary "
+            "W C + Lambda; the candidates, mixing weights and delta are dropped",
+            stacklevel=4,
+        )
+        if sae.cfg.encoder_act == "topk":
+            return "topk", _topk_keys(sae.cfg.k), None
+    if arch == "topk":
+        return "topk", _topk_keys(sae.cfg.k), None
+    # batchtopk, matryoshka_prefix, archetypal with a batchtopk encoder: the threshold path
+    if int(sae.threshold_updates) == 0:
         raise InteropError(
-            f"SAELens cannot represent a {arch!r} SAE exactly; export relu, topk, batchtopk, "
-            "jumprelu or matryoshka_k"
+            f"this {arch} SAE has no inference threshold yet (never trained): its codes depend "
+            "on the whole batch, which SAELens cannot represent"
         )
-    prov = getattr(sae, "provenance", {}) or {}
-    cfg = {
-        "architecture": out_arch,
-        "d_in": sae.d_in,
-        "d_sae": N,
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": True,
-        "normalize_activations": "none",
-        "reshape_activations": "none",
-        **extra,
-        "metadata": {
-            "model_name": model or prov.get("model"),
-            "hook_name": hook or prov.get("hookpoint"),
-            "sae_lens_training_version": None,
-            "exported_by": "vsae",
-        },
-    }
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (WEIGHTS + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path / WEIGHTS)
-    (path / CFG).write_text(json.dumps(cfg, indent=2) + "\n")
-    return path
+    thr = float(sae.threshold.clamp_min(0))
+    return "jumprelu", {}, torch.full((N,), thr)
 
 
-def looks_like(path: Path, cfg: dict | None) -> bool:
-    """A folder with ``sae_weights.safetensors`` or a cfg naming ``d_sae``."""
-    return (path / WEIGHTS).is_file() or (cfg is not None and "d_sae" in cfg and "d_in" in cfg)
-
-
-__all__ = ["read", "write", "looks_like", "torch"]
+def _topk_keys(k: int) -> dict:
+    return {"k": int(k), "rescale_acts_by_decoder_norm": False}

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from vsae.config import SAEConfig
 from vsae.sae import sparse
-from vsae.sae.io import save_sae
+from vsae.sae.io import EXPORTERS, CheckpointError, save_sae
 from vsae.sae.losses import nmse
 
 
@@ -354,22 +354,37 @@ class BaseSAE(nn.Module):
         self.W_dec_ND /= self.W_dec_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     # ----- persistence -------------------------------------------------------------
-    def save(self, path: str | Path, provenance: dict | None = None) -> Path:
-        """Write ``cfg.json`` and ``sae.safetensors`` into the folder ``path``.
+    def save(self, path: str | Path, provenance: dict | None = None, format: str = "vsae") -> Path:
+        """Write the SAE into the folder ``path``.
 
         Parameters
         ----------
         path : str or Path
             The folder, created if needed.
         provenance : dict, optional
-            Where the model comes from, kept in cfg.json (see ``vsae.sae.io.save_sae``).
+            Where the model comes from, kept in cfg.json (see ``vsae.sae.io.save_sae``);
+            by default ``self.provenance`` when the SAE was imported by ``vsae.load``.
+        format : str
+            ``vsae`` (``cfg.json`` + ``sae.safetensors``), or another tool's layout
+            registered by ``vsae.interop`` (``saelens``, ``sparsify``; they record the
+            model and hookpoint of ``self.provenance`` where the layout has a field for it).
 
         Returns
         -------
         Path
             The folder.
+
+        Raises
+        ------
+        CheckpointError
+            An unknown format, or one that cannot hold this SAE exactly.
         """
-        return save_sae(self, path, provenance)
+        if format == "vsae":
+            return save_sae(self, path, provenance or getattr(self, "provenance", None) or None)
+        if format not in EXPORTERS:
+            known = ", ".join(["vsae", *sorted(EXPORTERS)])
+            raise CheckpointError(f"format={format!r}; an SAE can be saved as {known}")
+        return EXPORTERS[format](self, Path(path))
 
 
 class TopKFamilySAE(BaseSAE):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,6 +24,16 @@ WEIGHTS_NAME = "sae.safetensors"
 
 class CheckpointError(ValueError):
     """A saved SAE or checkpoint is missing, truncated or of another shape."""
+
+
+# Other tools' folder layouts that ``BaseSAE.save(path, format=NAME)`` can write. Filled by
+# ``vsae.interop`` (a higher layer) when it is imported, which ``import vsae`` does.
+EXPORTERS: dict[str, Callable[[torch.nn.Module, Path], Path]] = {}
+
+
+def register_exporter(name: str, write: Callable[[torch.nn.Module, Path], Path]) -> None:
+    """Make ``sae.save(path, format=name)`` call ``write(sae, Path(path))``."""
+    EXPORTERS[name] = write
 
 
 def save_sae(sae: torch.nn.Module, path: str | Path, provenance: dict | None = None) -> Path:
