@@ -35,20 +35,68 @@ class SAEFormat:
     name: ClassVar[str] = ""
 
     def matches(self, path: Path) -> bool:
-        """Whether ``path`` (a folder or a file) is laid out in this format (a cheap look)."""
+        """Whether ``path`` (a folder or a file) is laid out in this format (a cheap look).
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+            True when the files look like this format.
+        """
         raise NotImplementedError
 
     def read(self, path: Path, **options: Any) -> BaseSAE:
-        """The checkpoint at ``path`` as a vsae SAE in eval mode with ``sae.provenance``."""
+        """The checkpoint at ``path`` as a vsae SAE in eval mode with ``sae.provenance``.
+
+        Parameters
+        ----------
+        path : Path
+            The checkpoint (a folder or a file).
+        **options
+            Format options (see each format).
+
+        Returns
+        -------
+        BaseSAE
+            In eval mode, with ``sae.provenance``.
+        """
         raise NotImplementedError
 
     def write(self, sae: BaseSAE, path: Path) -> Path:
-        """Write ``sae`` into folder ``path`` in this format."""
+        """Write ``sae`` into folder ``path`` in this format.
+
+        Parameters
+        ----------
+        sae : BaseSAE
+            The model.
+        path : Path
+            Output folder.
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
         raise InteropError(f"vsae cannot write the {self.name} format; it can only read it")
 
 
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (the provenance hash recorded for an import)."""
+    """Hex SHA-256 of a file (the provenance hash recorded for an import).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -57,7 +105,18 @@ def file_sha256(path: Path) -> str:
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object file; missing, invalid or non-object files are a clear error."""
+    """A JSON object file; missing, invalid or non-object files are a clear error.
+
+    Parameters
+    ----------
+    path : Path
+        The JSON file.
+
+    Returns
+    -------
+    dict
+        Its object.
+    """
     if not path.is_file():
         raise InteropError(f"{path}: no such file")
     try:
@@ -70,7 +129,18 @@ def read_json(path: Path) -> dict:
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
-    """A safetensors file's tensors (floating ones as float32); a truncated file is an error."""
+    """A safetensors file's tensors (floating ones as float32); a truncated file is an error.
+
+    Parameters
+    ----------
+    path : Path
+        The safetensors file.
+
+    Returns
+    -------
+    dict
+        Name -> tensor.
+    """
     return {k: v.float() if v.is_floating_point() else v for k, v in read_tensors(path).items()}
 
 
@@ -120,7 +190,20 @@ def read_torch(source: Path | bytes, where: str) -> Any:
 
 
 def as_state_dict(obj: Any, where: str) -> dict[str, Tensor]:
-    """A loaded object as a flat ``{name: tensor}`` dict (floating tensors as float32)."""
+    """A loaded object as a flat ``{name: tensor}`` dict (floating tensors as float32).
+
+    Parameters
+    ----------
+    obj : Any
+        What ``read_torch`` returned.
+    where : str
+        Name used in errors.
+
+    Returns
+    -------
+    dict
+        Name -> tensor.
+    """
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         kind = type(obj).__name__
         raise InteropError(f"{where}: expected a state dict (names to tensors), got a {kind}")
@@ -130,7 +213,19 @@ def as_state_dict(obj: Any, where: str) -> dict[str, Tensor]:
 def check_names(
     tensors: dict[str, Tensor], need: set[str], where: str, allow: frozenset[str] = frozenset()
 ) -> None:
-    """Missing or unexpected tensor names are an error naming both lists."""
+    """Missing or unexpected tensor names are an error naming both lists.
+
+    Parameters
+    ----------
+    tensors : dict
+        Name -> tensor.
+    need : set of str
+        Names that must be there.
+    where : str
+        Name used in errors.
+    allow : frozenset of str
+        Names that may be there.
+    """
     missing = sorted(need - set(tensors))
     extra = sorted(set(tensors) - need - allow)
     if missing or extra:
@@ -141,7 +236,17 @@ def check_names(
 
 
 def check_shape(t: Tensor, shape: tuple[int, ...], name: str, where: str) -> None:
-    """A tensor whose shape disagrees with the config is an error naming both shapes."""
+    """A tensor whose shape disagrees with the config is an error naming both shapes.
+
+    Parameters
+    ----------
+    t : Tensor
+        The tensor.
+    shape : tuple of int
+        The shape the config implies.
+    name, where : str
+        Tensor and file names used in errors.
+    """
     if tuple(t.shape) != shape:
         raise InteropError(
             f"{where}: tensor {name!r} has shape {tuple(t.shape)}; the config expects {shape}"
@@ -149,7 +254,24 @@ def check_shape(t: Tensor, shape: tuple[int, ...], name: str, where: str) -> Non
 
 
 def need_key(cfg: dict, key: str, where: Path, kind: type = int) -> Any:
-    """``cfg[key]`` converted to ``kind``; absent or ill-typed values are a clear error."""
+    """``cfg[key]`` converted to ``kind``; absent or ill-typed values are a clear error.
+
+    Parameters
+    ----------
+    cfg : dict
+        A parsed config.
+    key : str
+        The key.
+    where : Path
+        The config file, named in errors.
+    kind : type
+        ``int`` checks for an integer; other types are not checked.
+
+    Returns
+    -------
+    Any
+        The value.
+    """
     if key not in cfg:
         raise InteropError(f"{where}: missing key {key!r}; found keys {sorted(cfg)}")
     value = cfg[key]
@@ -159,7 +281,15 @@ def need_key(cfg: dict, key: str, where: Path, kind: type = int) -> Any:
 
 
 def no_options(options: dict, fmt: str) -> None:
-    """Formats without options refuse any, naming them."""
+    """Formats without options refuse any, naming them.
+
+    Parameters
+    ----------
+    options : dict
+        Keyword options passed to ``load``.
+    fmt : str
+        The format name.
+    """
     if options:
         raise InteropError(f"format {fmt!r} takes no options; got {sorted(options)}")
 
@@ -253,6 +383,11 @@ def raw_affine(sae: BaseSAE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     ``recon = codes (D / s) + b``, where ``b = b_dec / s + m`` is both the input and the output
     bias (the SAELens and sparsify convention).
 
+    Parameters
+    ----------
+    sae : BaseSAE
+        The model.
+
     Returns
     -------
     tuple of Tensor
@@ -267,7 +402,22 @@ def raw_affine(sae: BaseSAE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def base_provenance(fmt: str, weights: Path, **known: Any) -> dict:
-    """The provenance record every import starts from: format, file, hash, known fields."""
+    """The provenance record every import starts from: format, file, hash, known fields.
+
+    Parameters
+    ----------
+    fmt : str
+        Source format name.
+    weights : Path
+        The weights file (hashed).
+    **known
+        Further fields (model, hookpoint, ...); None values are left out.
+
+    Returns
+    -------
+    dict
+        ``format``, ``file``, ``sha256`` and the known fields.
+    """
     prov = {"format": fmt, "file": str(weights), "sha256": file_sha256(weights)}
     prov.update({k: v for k, v in known.items() if v is not None})
     return prov

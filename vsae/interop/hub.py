@@ -21,7 +21,17 @@ _URI = re.compile(
 
 
 def is_uri(path: object) -> bool:
-    """Whether ``path`` is an ``hf://`` URI."""
+    """Whether ``path`` is an ``hf://`` URI.
+
+    Parameters
+    ----------
+    path : object
+        A path or string.
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(path, str) and path.startswith(PREFIX)
 
 

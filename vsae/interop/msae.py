@@ -60,6 +60,16 @@ def parse_name(path: Path) -> MSAEName:
     ------
     InteropError
         The name does not follow MSAE's pattern.
+
+    Parameters
+    ----------
+    path : Path
+        The checkpoint file.
+
+    Returns
+    -------
+    MSAEName
+        Sizes, activation, k, weighting, tied, normalize, soft cap, data name.
     """
     parts = path.stem.split("_")
     try:
@@ -96,7 +106,17 @@ class MSAEFormat(SAEFormat):
     name = "msae"
 
     def matches(self, path: Path) -> bool:
-        """A ``.pth``/``.pt`` file whose name parses as an MSAE config."""
+        """A ``.pth``/``.pt`` file whose name parses as an MSAE config.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         if not (path.is_file() and path.suffix in SUFFIXES):
             return False
         try:

@@ -55,7 +55,18 @@ _ARCHETYPAL = ("dictionary.C", "dictionary.W", "dictionary.Relax", "dictionary.m
 
 
 def load_tensors(path: Path) -> dict[str, Tensor]:
-    """A state dict file: safetensors, or a torch file read with ``weights_only=True``."""
+    """A state dict file: safetensors, or a torch file read with ``weights_only=True``.
+
+    Parameters
+    ----------
+    path : Path
+        ``.safetensors``, ``.pt`` or ``.pth`` file.
+
+    Returns
+    -------
+    dict
+        Name -> tensor.
+    """
     if path.suffix == ".safetensors":
         return read_safetensors(path)
     return as_state_dict(read_torch(path, str(path)), str(path))
@@ -117,7 +128,17 @@ class OvercompleteFormat(SAEFormat):
     name = "overcomplete"
 
     def matches(self, path: Path) -> bool:
-        """A state dict file (or a folder's only one) with overcomplete's dictionary tensors."""
+        """A state dict file (or a folder's only one) with overcomplete's dictionary tensors.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         path = _only_file(path) if path.is_dir() else path
         if path is None or not path.is_file() or path.suffix not in SUFFIXES:
             return False

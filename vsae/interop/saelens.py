@@ -94,7 +94,17 @@ class SAELensFormat(SAEFormat):
     name = "saelens"
 
     def matches(self, path: Path) -> bool:
-        """A folder with ``sae_weights.safetensors``."""
+        """A folder with ``sae_weights.safetensors``.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         return path.is_dir() and (path / WEIGHTS).is_file()
 
     def read(self, path: Path, **options: Any) -> BaseSAE:

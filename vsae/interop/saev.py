@@ -79,7 +79,17 @@ class SaevFormat(SAEFormat):
     name = "saev"
 
     def matches(self, path: Path) -> bool:
-        """A file (or a folder's ``sae.pt``) that starts with a JSON header line."""
+        """A file (or a folder's ``sae.pt``) that starts with a JSON header line.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         path = path / FILE if path.is_dir() else path
         if not path.is_file():
             return False

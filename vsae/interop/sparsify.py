@@ -59,7 +59,17 @@ class SparsifyFormat(SAEFormat):
     name = "sparsify"
 
     def matches(self, path: Path) -> bool:
-        """A folder with ``sae.safetensors`` and a ``cfg.json`` with ``d_in`` and ``k``."""
+        """A folder with ``sae.safetensors`` and a ``cfg.json`` with ``d_in`` and ``k``.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         if not (path.is_dir() and (path / WEIGHTS).is_file() and (path / CFG).is_file()):
             return False
         try:
@@ -199,7 +209,18 @@ def _export_k(sae: BaseSAE) -> int:
 
 
 def hookpoint_folders(path: Path) -> list[str]:
-    """Subfolders of a sparsify run folder that hold one SAE each (sorted)."""
+    """Subfolders of a sparsify run folder that hold one SAE each (sorted).
+
+    Parameters
+    ----------
+    path : Path
+        A run folder.
+
+    Returns
+    -------
+    list of str
+        Folder names, sorted.
+    """
     fmt = SparsifyFormat()
     if not path.is_dir():
         return []

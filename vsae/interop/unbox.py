@@ -48,7 +48,17 @@ class UnboxFormat(SAEFormat):
     name = "sdxl_unbox"
 
     def matches(self, path: Path) -> bool:
-        """A folder with ``state_dict.pth`` and a ``config.json`` naming ``n_dirs_local``."""
+        """A folder with ``state_dict.pth`` and a ``config.json`` naming ``n_dirs_local``.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         if not (path.is_dir() and (path / WEIGHTS).is_file() and (path / CFG).is_file()):
             return False
         try:

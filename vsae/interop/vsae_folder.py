@@ -18,7 +18,17 @@ class VsaeFormat(SAEFormat):
     name = "vsae"
 
     def matches(self, path: Path) -> bool:
-        """A folder whose ``cfg.json`` has vsae's ``format_version`` and ``arch``."""
+        """A folder whose ``cfg.json`` has vsae's ``format_version`` and ``arch``.
+
+        Parameters
+        ----------
+        path : Path
+            A folder or a file.
+
+        Returns
+        -------
+        bool
+        """
         cfg = path / CFG_NAME
         if not (path.is_dir() and cfg.is_file() and (path / WEIGHTS_NAME).is_file()):
             return False
@@ -29,12 +39,38 @@ class VsaeFormat(SAEFormat):
         return isinstance(data, dict) and "format_version" in data and "arch" in data
 
     def read(self, path: Path, **options: Any) -> BaseSAE:
-        """``load_sae(path)``, with its ``provenance`` object as ``sae.provenance``."""
+        """``load_sae(path)``, with its ``provenance`` object as ``sae.provenance``.
+
+        Parameters
+        ----------
+        path : Path
+            The folder.
+        **options
+            None are accepted.
+
+        Returns
+        -------
+        BaseSAE
+            The model, bitwise as ``load_sae`` loads it.
+        """
         no_options(options, self.name)
         sae = load_sae(path)
         sae.provenance = read_provenance(path)
         return sae
 
     def write(self, sae: BaseSAE, path: Path) -> Path:
-        """``save_sae`` with the SAE's provenance (an import's source) in ``cfg.json``."""
+        """``save_sae`` with the SAE's provenance (an import's source) in ``cfg.json``.
+
+        Parameters
+        ----------
+        sae : BaseSAE
+            The model.
+        path : Path
+            Output folder.
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
         return save_sae(sae, path, provenance=getattr(sae, "provenance", None) or None)

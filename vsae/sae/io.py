@@ -32,7 +32,16 @@ EXPORTERS: dict[str, Callable[[torch.nn.Module, Path], Path]] = {}
 
 
 def register_exporter(name: str, write: Callable[[torch.nn.Module, Path], Path]) -> None:
-    """Make ``sae.save(path, format=name)`` call ``write(sae, Path(path))``."""
+    """Make ``sae.save(path, format=name)`` call ``write(sae, Path(path))``.
+
+    Parameters
+    ----------
+    name : str
+        The format name (``saelens``, ``sparsify``).
+    write : callable
+        ``write(sae, folder) -> folder``; it raises ``CheckpointError`` for an SAE the format
+        cannot hold.
+    """
     EXPORTERS[name] = write
 
 
