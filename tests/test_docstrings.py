@@ -59,6 +59,8 @@ MODULES = (
     "vsae.world",
     "vsae.world.build",
     "vsae.world.captions",
+    "vsae.world.clip",
+    "vsae.world.diffusion",
     "vsae.world.render",
     "vsae.world.scenes",
     "vsae.world.tokens",

@@ -32,7 +32,26 @@ WORLD_STD = (0.25, 0.24, 0.25)
 
 
 def model_config(kind: str = "clip") -> dict:
-    """The open_clip model config of the tiny CLIP (``kind='clip'``) or SigLIP."""
+    """The open_clip model config of the tiny CLIP or SigLIP.
+
+    A ViT with 16x16 patches on 64x64 images (4 layers, width 128) and a 3-layer text
+    tower, embedding width 128; SigLIP adds the sigmoid loss's logit scale and bias init.
+
+    Parameters
+    ----------
+    kind : str
+        ``clip`` or ``siglip``.
+
+    Returns
+    -------
+    dict
+        open_clip's ``model_cfg``.
+
+    Raises
+    ------
+    ValueError
+        Another kind.
+    """
     if kind not in ("clip", "siglip"):
         raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
     cfg = {
@@ -61,7 +80,20 @@ def model_config(kind: str = "clip") -> dict:
 
 
 def write_config_dir(directory: str | Path, kind: str) -> Path:
-    """Write ``open_clip_config.json`` (model_cfg + preprocess_cfg) into ``directory``."""
+    """Write ``open_clip_config.json`` (model_cfg + preprocess_cfg) into ``directory``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Created if needed.
+    kind : str
+        ``clip`` or ``siglip``.
+
+    Returns
+    -------
+    Path
+        The config file.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cfg = {
@@ -85,7 +117,13 @@ def write_config_dir(directory: str | Path, kind: str) -> Path:
 
 
 def init_token_embedding(weight_VW: torch.Tensor) -> None:
-    """Re-create the initial token embedding from a fixed seed, in place."""
+    """Re-create the initial token embedding from a fixed seed, in place.
+
+    Parameters
+    ----------
+    weight_VW : Tensor
+        The token embedding [V, W] (V = 49408 BPE tokens).
+    """
     gen = torch.Generator().manual_seed(EMBED_INIT_SEED)
     with torch.no_grad():
         weight_VW.copy_(torch.randn(weight_VW.shape, generator=gen) * EMBED_INIT_STD)
@@ -112,10 +150,22 @@ def _create(directory: str | Path):
 
 
 def build(directory: str | Path, seed: int = 0):
-    """A freshly initialised tiny model from a config folder: (model, train_tf, eval_tf).
+    """A freshly initialised tiny model from a config folder.
 
     The token embedding starts at ``init_token_embedding`` values (so unused rows
     can be re-created at load time).
+
+    Parameters
+    ----------
+    directory : str or Path
+        A folder written by ``write_config_dir``.
+    seed : int
+        Seed of the initialisation (sets torch's global seed).
+
+    Returns
+    -------
+    (open_clip.model.CLIP, callable, callable)
+        The model and open_clip's train and eval transforms.
     """
     torch.manual_seed(seed)
     model, train_tf, eval_tf = _create(directory)
@@ -124,7 +174,17 @@ def build(directory: str | Path, seed: int = 0):
 
 
 def save_compact(model: torch.nn.Module, path: str | Path, used_token_ids: torch.Tensor) -> None:
-    """Save fp16 weights with only the ``used_token_ids`` rows of the token embedding."""
+    """Save fp16 weights with only the ``used_token_ids`` rows of the token embedding.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A tiny CLIP or SigLIP.
+    path : str or Path
+        The ``.safetensors`` file to write.
+    used_token_ids : Tensor
+        Long ids of the tokens the world uses (the other rows are re-created from the seed).
+    """
     sd = {}
     for k, v in model.state_dict().items():
         if k == "token_embedding.weight":
@@ -139,8 +199,22 @@ def save_compact(model: torch.nn.Module, path: str | Path, used_token_ids: torch
 
 
 def load_compact(model: torch.nn.Module, path: str | Path, skip: tuple[str, ...] = ()) -> None:
-    """Load weights written by ``save_compact`` into ``model`` (fp32), in place;
-    keys in ``skip`` keep the model's current values."""
+    """Load weights written by ``save_compact`` into ``model`` (fp32), in place.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A tiny CLIP or SigLIP built from the same config.
+    path : str or Path
+        The ``.safetensors`` file.
+    skip : tuple of str
+        Keys that keep the model's current values.
+
+    Raises
+    ------
+    ValueError
+        When the keys do not match the model.
+    """
     sd = load_file(str(path))
     for k in skip:
         sd.pop(k, None)
@@ -162,7 +236,25 @@ def load_compact(model: torch.nn.Module, path: str | Path, skip: tuple[str, ...]
 
 
 def load(directory: str | Path, strict_vocab: bool = False):
-    """Load a tiny CLIP/SigLIP folder: (model in eval mode, preprocess, tokenizer)."""
+    """Load a tiny CLIP/SigLIP folder.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Holds ``open_clip_config.json`` and ``weights.safetensors``.
+    strict_vocab : bool
+        The tokenizer also refuses words the world never uses.
+
+    Returns
+    -------
+    (open_clip.model.CLIP, callable, WorldTokenizer)
+        The model in eval mode, its eval transform and its tokenizer.
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing file (the message says to run ``vsae world build``).
+    """
     directory = Path(directory)
     cfg_path = directory / "open_clip_config.json"
     weights = directory / "weights.safetensors"
@@ -178,7 +270,22 @@ def load(directory: str | Path, strict_vocab: bool = False):
 
 def export_open_clip(model: torch.nn.Module, config_dir: str | Path, out_dir: str | Path) -> Path:
     """Write a dense fp32 checkpoint folder that plain open_clip loads with
-    ``open_clip.create_model_and_transforms('local-dir:' + out_dir)``."""
+    ``open_clip.create_model_and_transforms('local-dir:' + out_dir)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A tiny CLIP or SigLIP.
+    config_dir : str or Path
+        Its config folder.
+    out_dir : str or Path
+        Created if needed.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = json.loads((Path(config_dir) / "open_clip_config.json").read_text())
@@ -189,8 +296,19 @@ def export_open_clip(model: torch.nn.Module, config_dir: str | Path, out_dir: st
 
 
 def images_to_tensor(images_NHW3: np.ndarray) -> torch.Tensor:
-    """uint8 renders (N, 64, 64, 3) -> normalised float tensor (N, 3, 64, 64), the same
-    as open_clip's eval preprocess on a 64x64 PIL image."""
+    """Renders to the model's input, the same as open_clip's eval preprocess on a 64x64
+    PIL image.
+
+    Parameters
+    ----------
+    images_NHW3 : ndarray
+        uint8 [N, 64, 64, 3].
+
+    Returns
+    -------
+    Tensor
+        float32 [N, 3, 64, 64], normalised by the world's mean and std.
+    """
     x = torch.from_numpy(np.ascontiguousarray(images_NHW3)).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(WORLD_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(WORLD_STD).view(1, 3, 1, 1)
@@ -198,8 +316,21 @@ def images_to_tensor(images_NHW3: np.ndarray) -> torch.Tensor:
 
 
 def text_token_states(model: torch.nn.Module, tokens_BT: torch.Tensor) -> torch.Tensor:
-    """Per-token text states after the final LayerNorm, (B, T, width): the
-    conditioning that Stable Diffusion takes from its CLIP text encoder."""
+    """Per-token text states after the final LayerNorm: the conditioning that Stable
+    Diffusion takes from its CLIP text encoder.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A tiny CLIP.
+    tokens_BT : Tensor
+        Long token ids [B, T].
+
+    Returns
+    -------
+    Tensor
+        [B, T, width].
+    """
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens_BT).to(cast_dtype)
     x = x + model.positional_embedding.to(cast_dtype)

@@ -27,17 +27,53 @@ PACK = 2
 
 
 def pack(x_B3HW: torch.Tensor) -> torch.Tensor:
-    """Space-to-depth: (B, 3, 32, 32) -> (B, 12, 16, 16), lossless."""
+    """Space-to-depth, lossless: the U-Net works on 16x16 positions of 12 channels.
+
+    Parameters
+    ----------
+    x_B3HW : Tensor
+        Images [B, 3, 32, 32] in [-1, 1].
+
+    Returns
+    -------
+    Tensor
+        [B, 12, 16, 16].
+    """
     return torch.nn.functional.pixel_unshuffle(x_B3HW, PACK)
 
 
 def unpack(z_BCHW: torch.Tensor) -> torch.Tensor:
-    """Depth-to-space: (B, 12, 16, 16) -> (B, 3, 32, 32)."""
+    """Depth-to-space, the inverse of ``pack``.
+
+    Parameters
+    ----------
+    z_BCHW : Tensor
+        [B, 12, 16, 16].
+
+    Returns
+    -------
+    Tensor
+        Images [B, 3, 32, 32].
+    """
     return torch.nn.functional.pixel_shuffle(z_BCHW, PACK)
 
 
 def unet_config(cross_attention_dim: int = 128) -> dict:
-    """The ``UNet2DConditionModel`` config of the tiny diffusion model."""
+    """The ``UNet2DConditionModel`` config of the tiny diffusion model.
+
+    Three resolutions (16, 8, 4 positions a side), ``Transformer2DModel`` cross-attention
+    blocks in the two lower down blocks, the mid block and two up blocks, as in SD 1.x.
+
+    Parameters
+    ----------
+    cross_attention_dim : int
+        Width of the text token states (the tiny CLIP's text width).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of ``UNet2DConditionModel``.
+    """
     return {
         "sample_size": RESOLUTION // PACK,
         "in_channels": 3 * PACK * PACK,
@@ -55,7 +91,14 @@ def unet_config(cross_attention_dim: int = 128) -> dict:
 
 
 def scheduler_config() -> dict:
-    """Noise schedule shared by DDPM training and DDIM sampling."""
+    """Noise schedule shared by DDPM training and DDIM sampling (1000 steps, cosine betas,
+    epsilon prediction).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of the diffusers schedulers.
+    """
     return {
         "num_train_timesteps": 1000,
         "beta_schedule": "squaredcos_cap_v2",
@@ -65,7 +108,19 @@ def scheduler_config() -> dict:
 
 
 def build_unet(seed: int = 0, cross_attention_dim: int = 128) -> UNet2DConditionModel:
-    """A freshly initialised tiny UNet."""
+    """A freshly initialised tiny UNet.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the initialisation (sets torch's global seed).
+    cross_attention_dim : int
+        Width of the text conditioning.
+
+    Returns
+    -------
+    UNet2DConditionModel
+    """
     torch.manual_seed(seed)
     return UNet2DConditionModel(**unet_config(cross_attention_dim))
 
@@ -76,6 +131,17 @@ class WorldDiffusionPipeline:
     Attributes mirror Stable Diffusion pipelines: ``unet``, ``scheduler`` (DDIM),
     ``text_encoder`` (the tiny open_clip CLIP, used for its token states) and
     ``tokenizer``; hooks on ``pipe.unet`` blocks work as on SD.
+
+    Parameters
+    ----------
+    unet : UNet2DConditionModel
+        The denoiser (put in eval mode).
+    scheduler : DDIMScheduler
+        The sampler.
+    text_encoder : open_clip.model.CLIP
+        The tiny CLIP whose text token states condition the U-Net.
+    tokenizer : WorldTokenizer
+        Its tokenizer.
     """
 
     def __init__(
@@ -93,7 +159,23 @@ class WorldDiffusionPipeline:
 
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Per-token text states (B, T, width) for a list of prompts."""
+        """Per-token text states for a list of prompts.
+
+        Parameters
+        ----------
+        prompts : sequence of str
+            B prompts ("" is the unconditional one).
+
+        Returns
+        -------
+        Tensor
+            [B, T, width].
+
+        Raises
+        ------
+        PromptError
+            A prompt the tokenizer cannot represent.
+        """
         return text_token_states(self.text_encoder, self.tokenizer(prompts))
 
     @torch.no_grad()
@@ -122,6 +204,20 @@ class WorldDiffusionPipeline:
         output_type
             "pil" (list of PIL images), "np" (uint8 array N x 32 x 32 x 3) or
             "pt" (float tensor N x 3 x 32 x 32 in [0, 1]).
+        eta
+            DDIM's eta (0: deterministic sampling).
+
+        Returns
+        -------
+        list of PIL.Image.Image, ndarray or Tensor
+            As ``output_type`` says.
+
+        Raises
+        ------
+        PromptError
+            An empty list or a prompt the tokenizer cannot represent.
+        ValueError
+            ``steps < 1`` or an unknown ``output_type``.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -157,7 +253,16 @@ class WorldDiffusionPipeline:
 
 
 def save_unet(unet: UNet2DConditionModel, directory: str | Path) -> None:
-    """fp16 safetensors + JSON configs of the UNet and the schedule."""
+    """Write fp16 safetensors and JSON configs of the UNet and the schedule.
+
+    Parameters
+    ----------
+    unet : UNet2DConditionModel
+        The model.
+    directory : str or Path
+        Created if needed; gets ``unet.safetensors``, ``unet_config.json`` and
+        ``scheduler_config.json``.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -173,7 +278,15 @@ def save_unet(unet: UNet2DConditionModel, directory: str | Path) -> None:
 
 
 def load_unet_weights(unet: UNet2DConditionModel, directory: str | Path) -> None:
-    """Load the fp16 ``unet.safetensors`` of a diffusion folder into ``unet`` (as fp32)."""
+    """Load the fp16 ``unet.safetensors`` of a diffusion folder into ``unet`` (as fp32).
+
+    Parameters
+    ----------
+    unet : UNet2DConditionModel
+        Built from the folder's config.
+    directory : str or Path
+        The diffusion folder.
+    """
     from safetensors.torch import load_file
 
     sd = load_file(str(Path(directory) / "unet.safetensors"))
@@ -181,7 +294,26 @@ def load_unet_weights(unet: UNet2DConditionModel, directory: str | Path) -> None
 
 
 def load(directory: str | Path, text_encoder, tokenizer: WorldTokenizer) -> WorldDiffusionPipeline:
-    """Load the tiny diffusion folder around a loaded tiny CLIP."""
+    """Load the tiny diffusion folder around a loaded tiny CLIP.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Holds ``unet.safetensors``, ``unet_config.json`` and ``scheduler_config.json``.
+    text_encoder : open_clip.model.CLIP
+        The conditioning text tower (``load_text_encoder``).
+    tokenizer : WorldTokenizer
+        Its tokenizer.
+
+    Returns
+    -------
+    WorldDiffusionPipeline
+
+    Raises
+    ------
+    FileNotFoundError
+        No U-Net weights in the folder.
+    """
     directory = Path(directory)
     path = directory / "unet.safetensors"
     if not path.is_file():
@@ -202,6 +334,22 @@ def load_text_encoder(directory: str | Path, strict_vocab: bool = False):
 
     Like SD's ``text_encoder/``, it is frozen with the UNet: the shipped tiny CLIP may
     be fine-tuned later without moving the conditioning the UNet was trained on.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The diffusion folder (its ``text_encoder/`` sub-folder is read).
+    strict_vocab : bool
+        The tokenizer also refuses words the world never uses.
+
+    Returns
+    -------
+    (open_clip.model.CLIP, callable, WorldTokenizer)
+
+    Raises
+    ------
+    FileNotFoundError
+        No text encoder in the folder.
     """
     from . import clip as clip_mod
 
@@ -214,7 +362,13 @@ def load_text_encoder(directory: str | Path, strict_vocab: bool = False):
 
 
 def ddpm_scheduler() -> DDPMScheduler:
-    """The training-time noise scheduler."""
+    """The training-time noise scheduler.
+
+    Returns
+    -------
+    DDPMScheduler
+        With ``scheduler_config()``.
+    """
     return DDPMScheduler(**scheduler_config())
 
 
