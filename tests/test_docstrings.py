@@ -61,10 +61,14 @@ MODULES = (
     "vsae.world.captions",
     "vsae.world.clip",
     "vsae.world.diffusion",
+    "vsae.world.evaluate",
+    "vsae.world.export",
+    "vsae.world.pairs",
     "vsae.world.render",
     "vsae.world.scenes",
     "vsae.world.tokens",
     "vsae.world.vocab",
+    "vsae.world.zeroshot",
 )
 
 

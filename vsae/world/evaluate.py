@@ -21,7 +21,18 @@ TARGETS = {
 
 
 def colour_shape_prompts(repeats: int = 1) -> tuple[list[str], list[dict]]:
-    """Prompts 'a {colour} {shape}' for every pair (``repeats`` times) and their requests."""
+    """Prompts 'a {colour} {shape}' for every pair and what each asks for.
+
+    Parameters
+    ----------
+    repeats : int
+        How many times the 48 pairs are listed.
+
+    Returns
+    -------
+    (list of str, list of dict)
+        The prompts and, per prompt, ``{"colour": ..., "shape": ...}`` for the judge.
+    """
     prompts, requests = [], []
     for _ in range(repeats):
         for c in COLOURS:
@@ -32,6 +43,22 @@ def colour_shape_prompts(repeats: int = 1) -> tuple[list[str], list[dict]]:
 
 
 def eval_clip(kind: str, weights_dir: Path, n: int) -> dict:
+    """Zero-shot accuracy per attribute and retrieval@1 of the tiny CLIP or SigLIP.
+
+    Parameters
+    ----------
+    kind : str
+        ``clip`` or ``siglip``.
+    weights_dir : Path
+        The world weights folder.
+    n : int
+        Held-out renders (the CLIP trainer's evaluation seed).
+
+    Returns
+    -------
+    dict
+        ``{"zero_shot": {attribute: accuracy}, "retrieval": {...}}``.
+    """
     from . import clip as clip_mod
 
     model, _, tok = clip_mod.load(weights_dir / kind)
@@ -43,6 +70,20 @@ def eval_clip(kind: str, weights_dir: Path, n: int) -> dict:
 
 
 def eval_judge(weights_dir: Path, n: int) -> dict:
+    """The judge's accuracy per attribute on held-out renders.
+
+    Parameters
+    ----------
+    weights_dir : Path
+        The world weights folder.
+    n : int
+        Held-out renders (the judge trainer's evaluation seed).
+
+    Returns
+    -------
+    dict
+        Attribute -> accuracy in [0, 1].
+    """
     from .judge import load as load_judge
 
     images, scenes = render(n, seed=JUDGE_EVAL_SEED)
@@ -52,6 +93,26 @@ def eval_judge(weights_dir: Path, n: int) -> dict:
 def eval_diffusion(
     weights_dir: Path, repeats: int, steps: int, guidance: float, seed: int = 0
 ) -> dict:
+    """How often the judge sees the asked colour and shape in generated images.
+
+    Parameters
+    ----------
+    weights_dir : Path
+        The world weights folder.
+    repeats : int
+        Images per (colour, shape) pair.
+    steps : int
+        DDIM steps.
+    guidance : float
+        Classifier-free guidance scale.
+    seed : int
+        Seed of the first batch's noise.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``guidance``, ``n_images``, ``judged_colour``, ``judged_shape``.
+    """
     from . import load_diffusion
     from .judge import load as load_judge
 
@@ -94,7 +155,18 @@ def _passes(metrics: dict) -> dict:
 
 
 def weights_size_mb(weights_dir: Path) -> float:
-    """Size of every shipped weight file, in MB (10^6 bytes)."""
+    """Size of every weight file in a folder.
+
+    Parameters
+    ----------
+    weights_dir : Path
+        The world weights folder.
+
+    Returns
+    -------
+    float
+        MB (10^6 bytes) of its ``*.safetensors`` files, rounded to 0.01.
+    """
     return round(sum(p.stat().st_size for p in Path(weights_dir).rglob("*.safetensors")) / 1e6, 2)
 
 
@@ -110,6 +182,27 @@ def evaluate(
 
     Held-out renders use seeds that no training run uses. The diffusion model is
     judged on 'a {colour} {shape}' for all 48 pairs, ``repeats`` seeds each.
+
+    Parameters
+    ----------
+    weights_dir : str or Path, optional
+        The world weights folder (default: the shipped one).
+    n_images : int
+        Held-out renders for the CLIP, SigLIP and judge metrics.
+    repeats : int
+        Generated images per (colour, shape) pair.
+    steps : int
+        DDIM steps of the diffusion model.
+    guidance : float, optional
+        Its guidance scale (default: the one recorded with the weights).
+    parts : sequence of str
+        Some of ``clip``, ``siglip``, ``judge``, ``diffusion``.
+
+    Returns
+    -------
+    dict
+        One entry per part, plus ``passes`` (part -> bool against ``TARGETS``),
+        ``targets``, ``weights_mb`` and ``eval_seconds``.
     """
     from . import default_guidance
 

@@ -52,7 +52,33 @@ def export_folder(
     two_objects: float = 0.0,
     correlations=None,
 ) -> Path:
-    """Write ``n`` renders, ``labels.jsonl`` and ``captions.txt`` into ``out``."""
+    """Write ``n`` renders, ``labels.jsonl`` and ``captions.txt`` into ``out``.
+
+    Parameters
+    ----------
+    out : str or Path
+        The folder, created if needed; images are ``00000000.png`` and so on.
+    n : int
+        Number of scenes.
+    seed : int
+        The data set's seed.
+    fmt : str
+        ``png`` (lossless) or ``jpg`` (quality 95).
+    two_objects : float
+        Probability of a second object per scene.
+    correlations : optional
+        ``Correlation`` objects or strings, as for ``sample_scenes``.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        Another ``fmt``, or an invalid correlation.
+    """
     if fmt not in ("png", "jpg"):
         raise ValueError(f"fmt must be 'png' or 'jpg', got {fmt!r}")
     out = Path(out)
@@ -76,7 +102,38 @@ def export_shards(
     two_objects: float = 0.0,
     correlations=None,
 ) -> list[str]:
-    """Write ``n`` renders as WebDataset tar shards into ``out``; returns the shard paths."""
+    """Write ``n`` renders as WebDataset tar shards into ``out``.
+
+    Each sample holds the image (``png`` or ``jpg``), its scene (``json``) and a caption
+    (``txt``) under the key ``00000000`` and so on.
+
+    Parameters
+    ----------
+    out : str or Path
+        The folder, created if needed; shards are ``world-000000.tar`` and so on.
+    n : int
+        Number of scenes.
+    seed : int
+        The data set's seed.
+    fmt : str
+        ``png`` or ``jpg``.
+    per_shard : int
+        Samples per shard.
+    two_objects : float
+        Probability of a second object per scene.
+    correlations : optional
+        As for ``sample_scenes``.
+
+    Returns
+    -------
+    list of str
+        The shard paths, sorted.
+
+    Raises
+    ------
+    ValueError
+        Another ``fmt``, or an invalid correlation.
+    """
     import webdataset as wds
 
     if fmt not in ("png", "jpg"):

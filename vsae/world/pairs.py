@@ -30,17 +30,23 @@ def minimal_pair_batch(
 
     Parameters
     ----------
-    groups
+    groups : mapping of str to int
         Number of groups per varied attribute, e.g. ``{"position": 12, "shape": 6}``.
-    seed, step
+    seed, step : int
         The batch depends on these two integers only (scene indices ``step * 10_000 + j``).
-    keep_prob
+    keep_prob : float
         Probability that a caption also names each attribute other than the varied one.
 
     Returns
     -------
-    images_NHW3, scenes, captions
-        ``N = sum(groups[a] * len(ATTRIBUTES[a]))`` renders with their scenes and captions.
+    (ndarray, list of dict, list of str)
+        ``N = sum(groups[a] * len(ATTRIBUTES[a]))`` uint8 renders [N, 64, 64, 3] with their
+        scenes and captions.
+
+    Raises
+    ------
+    ValueError
+        An unknown attribute.
     """
     rng = np.random.default_rng([int(seed), int(step), 7])
     scenes, captions = [], []
