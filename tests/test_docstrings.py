@@ -23,6 +23,8 @@ import pytest
 MODULES = (
     "vsae",
     "vsae.config",
+    "vsae.analysis",
+    "vsae.analysis.concepts",
     "vsae.encoders",
     "vsae.encoders.base",
     "vsae.encoders.diffusers_pipeline",
@@ -44,6 +46,7 @@ MODULES = (
     "vsae.interop.sparsify",
     "vsae.interop.unbox",
     "vsae.interop.vsae_folder",
+    "vsae.extract",
     "vsae.metrics",
     "vsae.sae",
     "vsae.sae.archetypal",

@@ -23,7 +23,24 @@ log = logging.getLogger(__name__)
 def subsample_tokens(
     x_TD: torch.Tensor, max_tokens: int, seed: Sequence[int]
 ) -> tuple[torch.Tensor, list[int] | None]:
-    """Keep ``max_tokens`` random tokens (sorted positions; deterministic in ``seed``)."""
+    """Keep ``max_tokens`` random tokens of one sample (diffusion blocks have hundreds of
+    positions per image: sub-sampling bounds the data, REFERENCE §6).
+
+    Parameters
+    ----------
+    x_TD : Tensor
+        Token activations [T, D] of one sample.
+    max_tokens : int or None
+        Tokens to keep; None (or T or more) keeps all.
+    seed : sequence of int
+        Seed of the choice (the run's token seed, input index, sample, hookpoint).
+
+    Returns
+    -------
+    (Tensor, list of int or None)
+        The kept tokens [min(T, max_tokens), D] in position order, and their positions
+        (None when all were kept).
+    """
     t = x_TD.shape[0]
     if max_tokens is None or t <= max_tokens:
         return x_TD, None
@@ -41,7 +58,25 @@ def write_batch(
 ) -> None:
     """Run ``source`` on the readable items and write their samples (and the skips) in order.
 
-    ``batch`` is ``source.prepare`` of the readable items when already computed.
+    Parameters
+    ----------
+    writer : ActivationWriter
+        The open shard writer.
+    source : ActivationSource
+        The model.
+    items : list of InputItem
+        Inputs in order; those with an ``error`` are recorded as skipped.
+    max_tokens : int, optional
+        Tokens kept per sample (``subsample_tokens``).
+    token_seed : int
+        Seed of the token sub-sampling.
+    batch : dict, optional
+        ``source.prepare`` of the readable items when already computed.
+
+    Raises
+    ------
+    RuntimeError
+        When the source returns activations of another shape than it declares.
     """
     good = [it for it in items if it.error is None]
     if batch is None and good:

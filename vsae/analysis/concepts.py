@@ -68,7 +68,20 @@ class Concept:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a named latent counts as a valid concept: all three must hold."""
+    """When a named latent counts as a valid concept: all three must hold.
+
+    The Matryoshka-CLIP paper's own threshold for a "valid" concept is not public
+    (REFERENCE §6a); these are explicit and stored with the names.
+
+    Attributes
+    ----------
+    min_score : float
+        Least cosine between the atom and its word's text embedding.
+    min_margin : float
+        Least lead of the best word's cosine over the runner-up's.
+    min_freq, max_freq : float
+        Range of the latent's firing rate (fraction of samples).
+    """
 
     min_score: float = 0.0
     min_margin: float = 0.0
@@ -76,7 +89,21 @@ class Thresholds:
     max_freq: float = 1.0
 
     def passes(self, score: float, margin: float, freq: float) -> bool:
-        """Whether a latent with these numbers is a valid concept."""
+        """Whether a latent with these numbers is a valid concept.
+
+        Parameters
+        ----------
+        score : float
+            Its best word's cosine.
+        margin : float
+            The lead over the runner-up.
+        freq : float
+            Its firing rate.
+
+        Returns
+        -------
+        bool
+        """
         return (
             score >= self.min_score
             and margin >= self.min_margin
@@ -127,12 +154,30 @@ class ConceptTable:
         return tuple(c for c in self.concepts if c.valid)
 
     def by_name(self, name: str) -> list[Concept]:
-        """Valid concepts named ``name``, best score first."""
+        """Valid concepts named ``name``, best score first.
+
+        Parameters
+        ----------
+        name : str
+            A vocabulary word.
+
+        Returns
+        -------
+        list of Concept
+            Empty when no valid latent has that name.
+        """
         hits = [c for c in self.concepts if c.valid and c.name == name]
         return sorted(hits, key=lambda c: -c.score)
 
     def to_dict(self) -> dict:
-        """JSON-ready form (the ``concepts.json`` content)."""
+        """JSON-ready form (the ``concepts.json`` content).
+
+        Returns
+        -------
+        dict
+            ``format_version``, ``method``, ``thresholds``, ``vocab``, ``meta``, ``n_latents``,
+            ``n_valid`` and ``concepts`` (one record per latent).
+        """
         return {
             "format_version": FORMAT_VERSION,
             "method": self.method,
