@@ -1,7 +1,9 @@
 """vsae: sparse autoencoders for vision and multimodal models.
 
-The layers, bottom to top: configs and metrics -> SAE architectures -> data
-(synthetic, activation shards) -> encoders -> training -> analysis -> apps.
+The layers, bottom to top (docs/architecture.md; tests/test_layers.py enforces them):
+configs, metrics and the tiny world -> SAE architectures -> data (synthetic, activation
+shards) and interop -> encoders -> training and extraction -> this package's API ->
+analysis -> interventions -> benchmarks -> apps -> commands -> cli.
 """
 
 from vsae.config import ConfigError, SAEConfig, TrainConfig
