@@ -8,7 +8,17 @@ import sys
 import traceback
 
 # Each module exposes add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("train", "eval", "extract", "quickstart", "world", "bench", "demo")
+COMMANDS = (
+    "train",
+    "eval",
+    "extract",
+    "quickstart",
+    "world",
+    "bench",
+    "demo",
+    "generate",
+    "heatmap",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +53,8 @@ EXPECTED_ERRORS = frozenset(
         "TrainingError",
         "DataError",
         "RunFolderError",
+        "InterventionError",
+        "ConceptError",
         "FileNotFoundError",
         "FileExistsError",
     }
