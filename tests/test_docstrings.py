@@ -5,7 +5,9 @@ a ``Parameters`` section (``Attributes`` for a class's fields) when it takes arg
 ``Returns`` (or ``Yields``) section when it is annotated to return something. Section headers
 are numpy's: the name, then a line of dashes as long as it.
 
-``MODULES`` is explicit. A module joins it when its docstrings are written; it never leaves.
+``MODULES`` is explicit and only grows. Every module of ``PACKAGES`` is either in it or in
+``PENDING`` (named, with who is documenting it), and a pending module that has no gap left
+fails until it moves to ``MODULES``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ import dataclasses
 import enum
 import importlib
 import inspect
+import pkgutil
 import re
 import typing
 
 import pytest
 
-# Every public module of these packages, plus vsae.__all__ (below).
+# Modules whose public API is documented. A module joins when its docstrings are written and
+# never leaves; vsae.__all__ is checked through "vsae".
 MODULES = (
     "vsae",
-    "vsae.config",
     "vsae.analysis",
     "vsae.analysis.concepts",
+    "vsae.config",
+    "vsae.data",
+    "vsae.data.synthetic",
     "vsae.encoders",
     "vsae.encoders.base",
     "vsae.encoders.diffusers_pipeline",
@@ -35,6 +41,7 @@ MODULES = (
     "vsae.encoders.timm_source",
     "vsae.encoders.weights_cache",
     "vsae.encoders.world_source",
+    "vsae.extract",
     "vsae.interop",
     "vsae.interop.common",
     "vsae.interop.detect",
@@ -46,7 +53,11 @@ MODULES = (
     "vsae.interop.sparsify",
     "vsae.interop.unbox",
     "vsae.interop.vsae_folder",
-    "vsae.extract",
+    "vsae.interventions.errors",
+    "vsae.interventions.generator",
+    "vsae.interventions.heatmap",
+    "vsae.interventions.masks",
+    "vsae.interventions.run",
     "vsae.metrics",
     "vsae.sae",
     "vsae.sae.archetypal",
@@ -55,10 +66,16 @@ MODULES = (
     "vsae.sae.jumprelu",
     "vsae.sae.kmeans",
     "vsae.sae.losses",
+    "vsae.sae.reference",
+    "vsae.sae.reference_model",
     "vsae.sae.registry",
     "vsae.sae.relu",
     "vsae.sae.sparse",
     "vsae.sae.topk",
+    "vsae.training",
+    "vsae.training.optim",
+    "vsae.training.run_folder",
+    "vsae.training.schedule",
     "vsae.world",
     "vsae.world.build",
     "vsae.world.captions",
@@ -73,6 +90,45 @@ MODULES = (
     "vsae.world.vocab",
     "vsae.world.zeroshot",
 )
+
+# Every module of these packages must be in MODULES or in PENDING, so a new module cannot slip
+# past the check.
+PACKAGES = (
+    "vsae.analysis",
+    "vsae.data",
+    "vsae.encoders",
+    "vsae.interop",
+    "vsae.interventions",
+    "vsae.sae",
+    "vsae.training",
+    "vsae.world",
+)
+
+# Modules still being documented, each with who is on it. Each must still have a gap (the test
+# below says when one is done and must move to MODULES).
+PENDING = {
+    "vsae.data.checks": "issue 12 §1 (data sources)",
+    "vsae.data.images": "issue 12 §1 (data sources)",
+    "vsae.data.input_identity": "issue 12 §1 (data sources)",
+    "vsae.data.shard_format": "issue 12 §1 (data sources)",
+    "vsae.data.shard_reader": "issue 12 §1 (data sources)",
+    "vsae.data.shard_writer": "issue 12 §1 (data sources)",
+    "vsae.data.shards": "issue 12 §1 (data sources)",
+    "vsae.interventions": "issue 17 (interventions)",
+    "vsae.interventions.attach": "issue 17 (interventions)",
+    "vsae.interventions.block_sae": "issue 17 (interventions)",
+    "vsae.interventions.edits": "issue 17 (interventions)",
+    "vsae.interventions.stats": "issue 17 (interventions)",
+    "vsae.sae.matryoshka_k": "the Matryoshka SAE work",
+    "vsae.sae.matryoshka_prefix": "the Matryoshka SAE work",
+    "vsae.training.checkpoint": "issue 12 §2 (training)",
+    "vsae.training.distributed": "issue 12 §2 (training)",
+    "vsae.training.sources": "issue 12 §1 (data sources)",
+    "vsae.training.trainer": "issue 12 §2 (training)",
+    "vsae.world.judge": "issue 12 §5 (world trainers)",
+    "vsae.world.train_clip": "issue 12 §5 (world trainers)",
+    "vsae.world.train_diffusion": "issue 12 §5 (world trainers)",
+}
 
 
 def _section(doc: str, *names: str) -> bool:
@@ -170,3 +226,28 @@ def problems_of_module(module_name: str) -> list[str]:
 def test_module_public_api_has_numpy_docstrings(module_name):
     problems = problems_of_module(module_name)
     assert not problems, f"{len(problems)} docstring gaps:\n" + "\n".join(problems)
+
+
+def _modules_of(package: str) -> list[str]:
+    pkg = importlib.import_module(package)
+    subs = [info.name for info in pkgutil.iter_modules(pkg.__path__)]
+    return [package, *(f"{package}.{name}" for name in subs if not name.startswith("_"))]
+
+
+def test_every_module_of_the_packages_is_checked_or_pending():
+    found = [m for package in PACKAGES for m in _modules_of(package)]
+    unlisted = [m for m in found if m not in MODULES and m not in PENDING]
+    assert not unlisted, (
+        "modules neither in MODULES (documented) nor in PENDING (being documented): "
+        f"{unlisted}; document them and add them to MODULES"
+    )
+    assert not set(MODULES) & set(PENDING), set(MODULES) & set(PENDING)
+
+
+@pytest.mark.parametrize("module_name", sorted(PENDING))
+def test_a_pending_module_still_has_gaps(module_name):
+    problems = problems_of_module(module_name)
+    assert problems, (
+        f"{module_name} has complete docstrings now: move it from PENDING to MODULES "
+        f"(it was pending for {PENDING[module_name]})"
+    )

@@ -36,6 +36,17 @@ class DenseReferenceSAE(nn.Module):
 
     Build it with ``from_sae``; train it with ``loss``, ``before_step`` and ``after_step``
     around the optimiser step, like a vsae SAE.
+
+    Parameters
+    ----------
+    sae : BaseSAE
+        A vsae ``topk``, ``batchtopk``, ``matryoshka_k`` or ``archetypal`` SAE whose
+        parameters are copied.
+
+    Raises
+    ------
+    ValueError
+        Another architecture.
     """
 
     def __init__(self, sae: BaseSAE) -> None:
@@ -88,14 +99,33 @@ class DenseReferenceSAE(nn.Module):
         return cls(sae)
 
     def dictionary(self) -> Tensor:
-        """Decoder atoms [N, D]; for the RA-SAE the dense W C (+ Lambda), rebuilt every call."""
+        """Decoder atoms; for the RA-SAE the dense W C (+ Lambda), rebuilt every call.
+
+        Returns
+        -------
+        Tensor
+            [N, D] in normalised space.
+        """
         if self.arch != "archetypal":
             return self.W_dec_ND
         atoms_ND = self.W_NC @ self.candidates_CD
         return atoms_ND + self.relax_ND if self.delta > 0 else atoms_ND
 
     def codes(self, pre_BN: Tensor, k: int) -> Tensor:
-        """Dense training codes at ``k`` (k = N is the dense ReLU level)."""
+        """Dense training codes at ``k`` (k = N is the dense ReLU level).
+
+        Parameters
+        ----------
+        pre_BN : Tensor
+            Pre-activations [B, N].
+        k : int
+            Codes kept per row (over the batch, B * k, for BatchTopK).
+
+        Returns
+        -------
+        Tensor
+            Codes [B, N].
+        """
         if k == self.n_latents and self.arch == "matryoshka_k":
             return torch.relu(pre_BN)
         if self.batch_select:
@@ -116,8 +146,16 @@ class DenseReferenceSAE(nn.Module):
         -------
         Tensor
             Scalar loss equal to the vsae SAE's ``loss(x_BD, dead_N).loss``.
+
+        Raises
+        ------
+        ValueError
+            When ``x_BD`` is not [B, D].
         """
-        assert x_BD.ndim == 2 and x_BD.shape[1] == self.b_dec_D.shape[0], "x_BD shape"
+        if x_BD.ndim != 2 or x_BD.shape[1] != self.b_dec_D.shape[0]:
+            raise ValueError(
+                f"inputs have shape {tuple(x_BD.shape)}; expected [B, {self.b_dec_D.shape[0]}]"
+            )
         atoms_ND = self.dictionary()
         pre_BN = torch.addmm(self.b_enc_N, x_BD - self.b_dec_D, self.W_enc_ND.t())
         if self.arch == "matryoshka_k":
@@ -144,7 +182,27 @@ class DenseReferenceSAE(nn.Module):
         dead_N: Tensor | None,
         atoms_ND: Tensor,
     ) -> Tensor | None:
-        """AuxK: dense top-k_aux of the dead latents reconstructs the detached residual."""
+        """AuxK (Gao et al. 2024): dense top-k_aux of the dead latents reconstructs the
+        detached residual.
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            Normalised inputs [B, D].
+        recon_BD : Tensor
+            The main reconstruction [B, D].
+        pre_BN : Tensor
+            Pre-activations [B, N].
+        dead_N : Tensor or None
+            Bool [N]; None turns the term off.
+        atoms_ND : Tensor
+            The dictionary [N, D].
+
+        Returns
+        -------
+        Tensor or None
+            The residual's NMSE, or None without dead latents.
+        """
         if dead_N is None or self.k_aux == 0:
             return None
         n_dead = int(dead_N.sum())
