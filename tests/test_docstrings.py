@@ -118,6 +118,7 @@ PENDING = {
     "vsae.interventions.attach": "issue 17 (interventions)",
     "vsae.interventions.block_sae": "issue 17 (interventions)",
     "vsae.interventions.edits": "issue 17 (interventions)",
+    "vsae.interventions.spec": "issue 17 (interventions)",
     "vsae.interventions.stats": "issue 17 (interventions)",
     "vsae.sae.matryoshka_k": "the Matryoshka SAE work",
     "vsae.sae.matryoshka_prefix": "the Matryoshka SAE work",
