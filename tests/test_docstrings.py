@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -188,7 +189,7 @@ def problems_of_class(qualname: str, cls) -> list[str]:
         if name.startswith("_"):
             continue
         where = f"{qualname}.{name}"
-        if isinstance(member, property):
+        if isinstance(member, (property, functools.cached_property)):
             if not inspect.getdoc(member):
                 out.append(f"{where}: property without a docstring")
         elif isinstance(member, (staticmethod, classmethod)):
