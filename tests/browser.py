@@ -23,12 +23,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(cfg_kwargs: dict | None = None, sources=None) -> Iterator[str]:
+def serve(cfg_kwargs: dict | None = None, sources=None, cache: Path | None = None) -> Iterator[str]:
     """Build and launch the demo in this process on a free port; yields its URL, then closes."""
     from apps.demo import DemoConfig, DemoSources, build_app, launch
 
     cfg = DemoConfig(port=free_port(), **(cfg_kwargs or {}))
-    app = build_app(cfg, sources or DemoSources())
+    app = build_app(cfg, sources or DemoSources(), cache)
     url = launch(app, cfg, prevent_thread_lock=True)
     try:
         yield url
@@ -51,6 +51,13 @@ def browser_page() -> Iterator:
             yield page
         finally:
             browser.close()
+
+
+def message(page, elem_id: str, contains: str) -> str:
+    """Wait until the message box ``#elem_id`` shows ``contains``; return its text."""
+    box = page.locator(f"#{elem_id}")
+    box.get_by_text(contains, exact=False).wait_for()
+    return box.inner_text()
 
 
 def screenshot(page, name: str) -> Path:

@@ -37,3 +37,13 @@ def flat_data():
     from vsae.data.synthetic import SyntheticConfig, generate
 
     return generate(SyntheticConfig(d=32, n_features=128, n_samples=24_000, active=4, offset=2.0))
+
+
+@pytest.fixture(scope="session")
+def world_sae_dir(tmp_path_factory):
+    """The shared tiny-world SAE of ``tests/world_sae.py`` (trained once per session, ~15 s;
+    ``$VSAE_TEST_CACHE`` keeps it between sessions while developing)."""
+    from tests.world_sae import world_sae
+
+    keep = os.environ.get("VSAE_TEST_CACHE")
+    return world_sae(Path(keep) if keep else tmp_path_factory.mktemp("world_sae"))

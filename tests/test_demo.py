@@ -98,3 +98,19 @@ def test_cli_help_and_bad_arguments(tmp_path):
     ]
     r = run_cli("demo", "--model", "open_clip:ViT-B-32", timeout=120)
     assert r.returncode == 2 and "--model needs --clip-sae" in r.stderr
+
+
+def test_cli_real_model_needs_a_gallery(tmp_path):
+    from vsae import SAEConfig, build
+    from vsae.sae.io import write_provenance
+
+    build(SAEConfig(arch="topk", d_in=512, n_latents=64, k=4)).save(tmp_path / "sae")
+    write_provenance(tmp_path / "sae", {"source": "open_clip:ViT-B-32", "hookpoint": "image"})
+    r = run_cli("demo", "--clip-sae", str(tmp_path / "sae"), "--no-progress", timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"vsae demo: error: --clip-sae {tmp_path / 'sae'} is on open_clip:ViT-B-32: pass "
+        "--images DIR, the images the Explore tab shows (and --model if cfg.json records none)"
+    ]
+    r = run_cli("demo", "--clip-sae", str(tmp_path / "sae"), "--images", str(tmp_path / "no"))
+    assert r.returncode == 2 and f"images: {tmp_path / 'no'} is not a folder" in r.stderr

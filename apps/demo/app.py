@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from . import about
+from . import about, explore
 from .config import DemoConfig
+from .messages import CSS
+from .models import load_explorer
 from .sources import DemoSources
 
 
-def build_app(cfg: DemoConfig, sources: DemoSources) -> gr.Blocks:
+def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) -> gr.Blocks:
     """The demo's ``gr.Blocks`` with the queue enabled (nothing launched yet).
 
     Parameters
@@ -18,15 +22,20 @@ def build_app(cfg: DemoConfig, sources: DemoSources) -> gr.Blocks:
         Serving settings: upload limits, per-model concurrency.
     sources
         The folders and models the tabs read; a tab whose inputs are missing is left out.
+    cache
+        Where start-up computations (the Explore gallery's codes) are kept between starts.
 
     Returns
     -------
     gr.Blocks
         The app; call :func:`launch` to serve it.
     """
-    tabs: list[str] = []
+    explorer = load_explorer(sources, cache)
+    tabs = ["Explore"] if explorer is not None else []
     with gr.Blocks(title="vsae demo", analytics_enabled=False) as app:
         about.build(cfg, sources, tabs)
+        if explorer is not None:
+            explore.build(cfg, explorer)
     # Callbacks name their model in concurrency_id; this is the limit for any that don't.
     app.queue(default_concurrency_limit=cfg.concurrency_per_model, max_size=64)
     return app
@@ -56,6 +65,7 @@ def launch(app: gr.Blocks, cfg: DemoConfig, prevent_thread_lock: bool = False) -
         max_file_size=cfg.max_file_size,
         prevent_thread_lock=prevent_thread_lock,
         show_error=False,
+        css=CSS,
         quiet=True,
         footer_links=["settings"],
         mcp_server=False,

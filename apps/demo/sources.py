@@ -22,21 +22,34 @@ class DemoSources:
     pipeline
         ``world`` (the shipped tiny diffusion model) or a diffusers repo id / folder.
     model, pretrained
-        The image-text model spec (``world:clip``, ``open_clip:ViT-L-14``) and its weights tag.
+        The image-text model spec (``world:clip``, ``open_clip:ViT-L-14``) and its weights tag;
+        ``None``: the one recorded in the image SAE's ``cfg.json`` provenance.
+    images
+        The Explore tab's gallery: ``world:N:SEED`` renders, or a folder of images (or
+        WebDataset shards); its first ``n_images`` are encoded at start.
+    n_images
+        Gallery size.
     """
 
     clip_sae: Path | None = None
     index: Path | None = None
     diffusion_sae: str | None = None
     pipeline: str = "world"
-    model: str = "world:clip"
+    model: str | None = "world:clip"
     pretrained: str | None = None
+    images: str | None = "world:1000:77"
+    n_images: int = 1000
 
     def __post_init__(self) -> None:
         for name in ("clip_sae", "index"):
             folder = getattr(self, name)
             if folder is not None and not Path(folder).is_dir():
                 raise ValueError(f"{name}: {folder} is not a folder")
+        if self.images is not None and not self.images.startswith("world"):
+            if not Path(self.images).exists():
+                raise ValueError(f"images: {self.images} is not a folder or shard file")
+        if self.n_images < 1:
+            raise ValueError(f"n_images: expected >= 1, got {self.n_images}")
         if self.diffusion_sae is not None and "@" not in self.diffusion_sae:
             raise ValueError(
                 f"diffusion_sae: expected DIR@BLOCK (e.g. runs/sae@mid_block.attentions.0), "
@@ -51,9 +64,11 @@ class DemoSources:
         list of (str, str)
             One row per source, ``"-"`` where none was given.
         """
+        pre = f" ({self.pretrained})" if self.pretrained else ""
         rows = [
-            ("image-text model", self.model + (f" ({self.pretrained})" if self.pretrained else "")),
+            ("image-text model", (self.model or "from the SAE's cfg.json") + pre),
             ("image SAE", str(self.clip_sae) if self.clip_sae else "-"),
+            ("Explore gallery", f"{self.images} (first {self.n_images})" if self.images else "-"),
             ("index", str(self.index) if self.index else "-"),
             ("diffusion pipeline", self.pipeline),
             ("diffusion SAE", self.diffusion_sae or "-"),

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 # Bump when the recipe below changes, so stale caches are rebuilt rather than trusted.
-ASSETS_VERSION = 1
+ASSETS_VERSION = 2
 WORLD_RECIPE = {"n_images": 4000, "steps": 300, "expansion": 8, "k": 8, "seed": 0}
 
 
@@ -62,6 +62,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pretrained", default=None, help="weights tag or checkpoint of --model")
     p.add_argument(
+        "--images",
+        default=None,
+        help=(
+            "the Explore tab's gallery: a folder of images, WebDataset shards, or world:N:SEED "
+            "(default: world:1000:77, held-out renders, for a tiny-world model; required "
+            "otherwise)"
+        ),
+    )
+    p.add_argument(
+        "--n-images",
+        type=int,
+        default=1000,
+        help="encode at most this many gallery images at start (default: %(default)s)",
+    )
+    p.add_argument(
         "--max-file-size", type=int, default=8, help="largest upload in MB (default: %(default)s)"
     )
     p.add_argument(
@@ -96,6 +111,7 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     """
     from vsae.commands.world_data import BATCH_SIZE, world_clip_batches
     from vsae.config import SAEConfig, TrainConfig
+    from vsae.sae.io import write_provenance
     from vsae.training import train
 
     root = cache / f"world-v{ASSETS_VERSION}"
@@ -119,6 +135,10 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
         progress=progress,
     )
     train(sae_cfg, data, train_cfg, out_dir=sae_dir)
+    write_provenance(
+        sae_dir,
+        {"source": "world:clip", "pretrained": None, "hookpoint": "image", "token_mode": "cls"},
+    )
     record = {
         "version": ASSETS_VERSION,
         "recipe": r,
@@ -127,6 +147,27 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     }
     stamp.write_text(json.dumps(record, indent=2))
     return sae_dir
+
+
+WORLD_GALLERY = "world:1000:77"  # renders of a seed no training run of the demo uses
+
+
+def _gallery(args: argparse.Namespace) -> str | None:
+    """The Explore gallery: --images, else held-out world renders for a tiny-world model."""
+    from vsae.sae.io import CheckpointError, read_provenance
+
+    if args.images or not args.clip_sae or not Path(args.clip_sae).is_dir():
+        return args.images  # a missing folder is reported by DemoSources
+    try:
+        model = args.model or read_provenance(args.clip_sae).get("source") or ""
+    except CheckpointError as e:
+        raise DemoError(str(e)) from None
+    if model.startswith("world:"):
+        return WORLD_GALLERY
+    raise DemoError(
+        f"--clip-sae {args.clip_sae} is on {model or 'an unrecorded model'}: pass --images "
+        "DIR, the images the Explore tab shows (and --model if cfg.json records none)"
+    )
 
 
 def _sources(args: argparse.Namespace):
@@ -138,8 +179,10 @@ def _sources(args: argparse.Namespace):
             index=Path(args.index) if args.index else None,
             diffusion_sae=args.diffusion_sae,
             pipeline=args.pipeline,
-            model=args.model or "world:clip",
+            model=args.model,
             pretrained=args.pretrained,
+            images=_gallery(args),
+            n_images=args.n_images,
         )
     except ValueError as e:
         raise DemoError(str(e)) from None
@@ -156,9 +199,6 @@ def run(args: argparse.Namespace) -> int:
         if args.clip_sae is None and (args.model is None or args.model == "world:clip"):
             args.clip_sae = str(prepare_world(cache, progress=not args.no_progress))
         sources = _sources(args)
-        if args.prepare_only:
-            print(json.dumps({"cache": str(cache), "clip_sae": str(sources.clip_sae)}))
-            return 0
         try:
             cfg = DemoConfig(
                 host=args.host,
@@ -168,7 +208,13 @@ def run(args: argparse.Namespace) -> int:
             )
         except ValueError as e:
             raise DemoError(str(e)) from None
-        app = build_app(cfg, sources)
+        try:
+            app = build_app(cfg, sources, cache)
+        except ValueError as e:  # SAE/model mismatch, bad concepts.json, unreadable gallery
+            raise DemoError(str(e)) from None
+        if args.prepare_only:
+            print(json.dumps({"cache": str(cache), "clip_sae": str(sources.clip_sae)}))
+            return 0
         url = launch(app, cfg, prevent_thread_lock=True)
         print(f"vsae demo: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         app.block_thread()

@@ -1,0 +1,56 @@
+"""A tiny-world SAE folder ready for the demo's tests: provenance, a gallery cache and names.
+
+The names in its ``concepts.json`` come from the world's ground truth (the majority colour or
+shape of each latent's top gallery images), so a test can check that the demo shows a given
+name for a given latent. They are test data, not the library's naming method.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+GALLERY_N = 300
+GALLERY = f"world:{GALLERY_N}:77"
+
+
+def named_world_sae(world_sae_dir: Path, out: Path) -> tuple[Path, Path]:
+    """Copy the shared world SAE to ``out/sae`` with provenance and a ground-truth
+    ``concepts.json``; encode its Explore gallery into the cache ``out/cache``.
+
+    Returns
+    -------
+    (Path, Path)
+        The SAE folder and the demo cache folder.
+    """
+    from apps.demo import DemoSources
+    from apps.demo.models import load_explorer
+    from vsae import world
+    from vsae.analysis import Concept, ConceptTable
+    from vsae.sae.io import write_provenance
+
+    sae_dir, cache = out / "sae", out / "cache"
+    if not sae_dir.exists():
+        shutil.copytree(world_sae_dir, sae_dir)
+    write_provenance(sae_dir, {"source": "world:clip", "hookpoint": "image", "token_mode": "cls"})
+    sources = DemoSources(clip_sae=sae_dir, model=None, images=GALLERY, n_images=GALLERY_N)
+    explorer = load_explorer(sources, cache)
+    scenes = world.sample_scenes(GALLERY_N, 77)
+    records = []
+    for f in range(explorer.n_latents):
+        top = [i for i, _ in explorer.gallery.top_images(f, 10)]
+        name, purity = "", 0.0
+        for attr in ("colour", "shape"):
+            if len(top) < 5:
+                break
+            value, count = Counter(scenes[i][attr] for i in top).most_common(1)[0]
+            if count / len(top) > purity:
+                name, purity = value, count / len(top)
+        stats = explorer.gallery.stats(f)
+        valid = purity >= 0.8
+        records.append(
+            Concept(f, name, purity, 0.1, (name,), stats.freq, stats.mean_act, tuple(top), valid)
+        )
+    ConceptTable(tuple(records), method="image", meta={"note": "ground truth, tests"}).save(sae_dir)
+    return sae_dir, cache
