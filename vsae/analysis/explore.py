@@ -49,7 +49,19 @@ class LatentCard:
 
 @dataclass(frozen=True)
 class ImageLatent:
-    """One of an image's top latents: id, name, mean code and where it fires."""
+    """One of an image's top latents.
+
+    Parameters
+    ----------
+    latent : int
+        Latent id.
+    name : str
+        Its ``concepts.json`` name ("" without one).
+    activation : float
+        Its mean code over the image's tokens.
+    heatmap : PIL.Image.Image or None
+        Its code per patch drawn over the image (None for a one-token SAE).
+    """
 
     latent: int
     name: str
@@ -87,7 +99,23 @@ class Explorer:
 
     @staticmethod
     def concepts_of(sae_dir: str | Path) -> ConceptTable | None:
-        """The folder's ``concepts.json`` if it has one (errors in it are raised)."""
+        """The folder's ``concepts.json`` if it has one.
+
+        Parameters
+        ----------
+        sae_dir
+            An SAE folder.
+
+        Returns
+        -------
+        ConceptTable or None
+            None when the folder has no ``concepts.json``.
+
+        Raises
+        ------
+        ConceptError
+            A ``concepts.json`` that is not valid.
+        """
         if not (Path(sae_dir) / CONCEPTS_JSON).is_file():
             return None
         return load_concepts(sae_dir)
@@ -98,13 +126,29 @@ class Explorer:
         return self.coder.n_latents
 
     def names(self) -> list[str]:
-        """Choices for autocomplete: ``"name (#id)"`` for each valid named latent, by id."""
+        """Choices for autocomplete.
+
+        Returns
+        -------
+        list of str
+            ``"name (#id)"`` for each valid named latent, by id; empty without names.
+        """
         if self.concepts is None:
             return []
         return [f"{c.name} (#{c.id})" for c in self.concepts.concepts if c.valid and c.name]
 
     def resolve(self, ref: str | int) -> int:
-        """A latent id from ``12``, ``"12"``, ``"#12"``, a concept name or ``"name (#12)"``.
+        """A latent id from what the user typed or picked.
+
+        Parameters
+        ----------
+        ref
+            ``12``, ``"12"``, ``"#12"``, a concept name or an autocomplete ``"name (#12)"``.
+
+        Returns
+        -------
+        int
+            The latent id.
 
         Raises
         ------

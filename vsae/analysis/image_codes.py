@@ -139,7 +139,17 @@ class ImageCoder:
         return codes_MN.reshape(B, T, -1).float().cpu()
 
     def grid(self, n_tokens: int) -> tuple[int, int] | None:
-        """The patch grid ``(rows, cols)`` of ``n_tokens`` tokens; None for one token.
+        """The patch grid of an image's tokens.
+
+        Parameters
+        ----------
+        n_tokens
+            Tokens per image ``T`` (from :meth:`codes`).
+
+        Returns
+        -------
+        tuple of (int, int) or None
+            ``(rows, cols)``; None for one token (an embedding SAE).
 
         Raises
         ------

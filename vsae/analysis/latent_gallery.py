@@ -98,6 +98,15 @@ class LatentGallery:
     def stats(self, latent: int) -> GalleryStats:
         """Firing frequency, mean and max pooled activation of ``latent`` over the gallery.
 
+        Parameters
+        ----------
+        latent
+            Latent id.
+
+        Returns
+        -------
+        GalleryStats
+
         Raises
         ------
         ValueError
@@ -136,13 +145,29 @@ class LatentGallery:
         return [(int(rows[i]), float(vals[i])) for i in order]
 
     def thumbnail(self, i: int) -> Image.Image:
-        """Image ``i`` of the gallery (its stored thumbnail)."""
+        """Image ``i`` of the gallery.
+
+        Parameters
+        ----------
+        i
+            Image index ``0..M-1``.
+
+        Returns
+        -------
+        PIL.Image.Image
+            Its stored thumbnail (RGB, ``THUMB`` pixels square).
+        """
         if not 0 <= i < len(self):
             raise ValueError(f"image index {i} out of range 0..{len(self) - 1}")
         return Image.fromarray(self.thumbs_MHW3[i])
 
     def save(self, path: str | Path) -> Path:
         """Write the gallery to one ``.npz`` (atomically; no pickled objects).
+
+        Parameters
+        ----------
+        path
+            The file (its folder is created).
 
         Returns
         -------
@@ -176,6 +201,10 @@ class LatentGallery:
             A file written by :meth:`save`.
         fingerprint
             When given, a gallery computed from anything else counts as stale.
+
+        Returns
+        -------
+        LatentGallery or None
         """
         path = Path(path)
         if not path.is_file():
@@ -197,6 +226,13 @@ class LatentGallery:
 
 def fingerprint_of(coder: ImageCoder, data: str, n_images: int) -> str:
     """A hash of what a gallery's codes depend on: SAE weights, model, hookpoint, data.
+
+    Parameters
+    ----------
+    coder
+        The SAE and its model.
+    data, n_images
+        The gallery's images, as for :func:`build_gallery`.
 
     Returns
     -------
@@ -285,6 +321,13 @@ def load_or_build_gallery(
     coder: ImageCoder, data: str, n_images: int, cache: str | Path | None = None
 ) -> LatentGallery:
     """:func:`build_gallery`, reusing ``cache`` (an ``.npz``) when it matches and writing it.
+
+    Parameters
+    ----------
+    coder, data, n_images
+        As for :func:`build_gallery`.
+    cache
+        The ``.npz`` file; None: always build, write nothing.
 
     Returns
     -------
