@@ -141,7 +141,11 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     dict
         Name -> tensor.
     """
-    return {k: v.float() if v.is_floating_point() else v for k, v in read_tensors(path).items()}
+    try:
+        tensors = read_tensors(path)
+    except CheckpointError as err:
+        raise InteropError(str(err)) from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 # Shown when torch.load(weights_only=True) refuses a file: how its owner can convert it.

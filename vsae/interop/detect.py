@@ -6,10 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-from vsae.interop.common import InteropError, SAEFormat
+from vsae.interop.common import InteropError, SAEFormat, read_torch
 from vsae.interop.sparsify import hookpoint_folders
 
 log = logging.getLogger("vsae.interop")
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 def _found(path: Path) -> str:
@@ -71,6 +72,8 @@ def detect(path: Path, formats: dict[str, SAEFormat]) -> tuple[str, Path]:
     if len(found) == 1:
         log.info("%s: detected format %r", path, found[0])
         return found[0], path
+    if not found and path.is_file() and path.suffix in TORCH_SUFFIXES:
+        read_torch(path, str(path))  # a refused (pickled) or truncated file says so itself
     what = "ambiguous layout, matches " + " and ".join(found) if found else "unknown layout"
     raise InteropError(
         f"{path}: {what}; found {_found(path)}; pass format= one of {', '.join(formats)}"
