@@ -18,6 +18,7 @@ COMMANDS = (
     "demo",
     "generate",
     "heatmap",
+    "convert",
 )
 
 

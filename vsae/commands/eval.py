@@ -9,8 +9,9 @@ import traceback
 
 import torch
 
+from vsae.interop import FORMATS, load
 from vsae.metrics import evaluate
-from vsae.sae import CheckpointError, load_sae
+from vsae.sae import CheckpointError
 from vsae.training.sources import DataError, as_array
 
 
@@ -21,7 +22,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="evaluate a saved SAE on activations; prints JSON",
         description="Print the SAE's fvu, cos, l0, sparsity, dead_frac and dense_frac on DATA.",
     )
-    p.add_argument("sae_dir", metavar="DIR", help="SAE folder (cfg.json + sae.safetensors)")
+    p.add_argument(
+        "sae_dir",
+        metavar="SAE",
+        help="an SAE: a vsae folder, or any checkpoint vsae.load reads (SAELens, sparsify, "
+        "sdxl-unbox, MSAE, saev, overcomplete, hf://owner/repo[/subfolder][@revision])",
+    )
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        help="the SAE's format (default auto: detected from its files)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="overcomplete checkpoints only: the TopKSAE's top_k (0: a plain ReLU SAE)",
+    )
     p.add_argument("--data", required=True, help="activations: a .npy file [N, d_in]")
     p.add_argument("--batch-size", type=int, default=4096, help="rows per evaluation batch")
     p.add_argument(
@@ -36,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print one JSON object."""
     try:
-        sae = load_sae(args.sae_dir)
+        options = {} if args.top_k is None else {"top_k": args.top_k}
+        sae = load(args.sae_dir, format=args.format, **options)
         arr = as_array(args.data)
         if arr is None:
             raise DataError(f"{args.data}: expected a .npy file")

@@ -66,7 +66,8 @@ def load(
     Returns
     -------
     BaseSAE
-        In eval mode. ``sae.provenance`` says where it came from (format, file, SHA-256,
+        In eval mode; ``sae.source_format`` names the format read. ``sae.provenance`` says
+        where it came from (format, file, SHA-256,
         model and hookpoint where known, the ``hf://`` URI); a vsae folder loads exactly as
         ``vsae.sae.load_sae`` loads it, with its cfg.json ``provenance``.
 
@@ -85,6 +86,7 @@ def load(
     elif not local.exists():
         raise InteropError(f"{local}: no such file or folder")
     sae = READERS[format].read(local, **options)
+    sae.source_format = format  # the format read (the detected one under auto)
     if uri:
         sae.provenance["uri"] = uri
     return sae.to(device).eval()

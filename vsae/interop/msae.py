@@ -131,7 +131,7 @@ class MSAEFormat(SAEFormat):
         Parameters
         ----------
         path : Path
-            The ``.pth`` file, named as MSAE's ``train.py`` names it.
+            The ``.pth`` file, named as MSAE's ``train.py`` names it (or a folder holding one).
         **options
             None are accepted.
 
@@ -150,6 +150,12 @@ class MSAEFormat(SAEFormat):
             needing pickle of code, missing/extra tensors, shapes against the name.
         """
         no_options(options, self.name)
+        if path.is_dir():
+            files = [p for p in sorted(path.iterdir()) if self.matches(p)]
+            if len(files) != 1:
+                names = [p.name for p in files]
+                raise InteropError(f"{path}: expected one MSAE .pth file, found {names}")
+            path = files[0]
         cfg = parse_name(path)
         where = str(path)
         if cfg.soft_cap > 0:

@@ -41,6 +41,8 @@ ACTIVATIONS = ("Relu", "TopK", "BatchTopK")
 
 def _header(path: Path) -> tuple[dict, bytes]:
     """The JSON header and the torch payload bytes of a saev file."""
+    if not path.is_file():
+        raise InteropError(f"{path}: no such file; a saev checkpoint is one file (sae.pt)")
     raw = path.read_bytes()
     line, sep, payload = raw.partition(b"\n")
     try:
