@@ -1,9 +1,10 @@
 """vsae.load of SAELens, sparsify/SAeUron and sdxl-unbox folders equals each format's own
 forward pass (written in tests/interop_refs.py from the tools' code), to 1e-5 relative.
 
-The real libraries are not installed: ``sae-lens`` pulls transformer-lens, datasets, plotly,
-nltk and more (and pins transformers below 5, which this project needs), so each layout is
-written here with random weights and compared with its definition instead.
+``sae-lens`` is not installed: it pulls about 45 packages (transformer-lens, wandb,
+statsmodels, plotly, nltk, opentelemetry, ...), too much for a test extra, so its layout is
+written here with random weights and compared with its definition. sparsify's real library
+is exercised in test_interop_sparsify_lib.py.
 """
 
 from __future__ import annotations

@@ -77,3 +77,18 @@ def test_offline_hub_errors_say_how_to_fetch(offline_cache):
         vsae.InteropError, match=r"one SAE per hookpoint \['unet.up_blocks.1.attentions.1'"
     ):
         vsae.load("hf://someone/sd-saes")
+
+
+def test_offline_hub_uri_can_name_one_file(tmp_path, monkeypatch):
+    name = f"{N}_{D}_TopKReLU_4_False_False_0.0_cc3m_ViT-B~16_train_image_10_{D}.pth"
+    s = ref.msae_state(D, N, seed=5)
+    torch.save({"model": s, "mean_center": torch.zeros(D), "scaling_factor": 2.0}, tmp_path / name)
+    cache = tmp_path / "hub"
+    _cache_repo(cache, "someone/msae", {name: (tmp_path / name).read_bytes(), "README.md": b"x"})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sae = vsae.load(f"hf://someone/msae/{name}")
+    x = torch.randn(10, D, generator=ref.gen(2))
+    codes = ref.msae_encode(s, torch.zeros(D), 2.0, x, topk=4)
+    assert ref.rel_err(sae.encode(x), codes) < 1e-5
+    assert sae.source_format == "msae" and sae.provenance["model"] == "ViT-B/16"
