@@ -127,8 +127,8 @@ def test_two_process_ddp_matches_one_process(shard_dir, tmp_path):
 
 def test_iterable_source_passes_reshuffle_and_skip_the_held_out_rows(tmp_path):
     """Training passes over shards: a new order per (seed, pass), held-out rows never trained."""
+    from vsae.data import IterableSource
     from vsae.data.shards import open_batches
-    from vsae.training.sources import IterableSource
 
     w = ActivationWriter(tmp_path, {"x": 4}, shard_size=5)
     for i in range(60):  # 120 vectors, column 0 is a unique id

@@ -109,7 +109,7 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     Path
         The SAE folder (``cfg.json``, ``sae.safetensors``, ``metrics.json``).
     """
-    from vsae.commands.world_data import BATCH_SIZE, world_clip_batches
+    from vsae.commands.world_data import BATCH_SIZE, HOOKPOINT, world_clip_shards
     from vsae.config import SAEConfig, TrainConfig
     from vsae.sae.io import write_provenance
     from vsae.training import train
@@ -122,7 +122,7 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     r = WORLD_RECIPE
     t0 = time.perf_counter()
     print(f"vsae demo: first start, building the tiny-world SAE in {root}", file=sys.stderr)
-    d, data = world_clip_batches(root / "shards", r["n_images"], r["seed"], progress)
+    d, data = world_clip_shards(root / "shards", r["n_images"], r["seed"], progress)
     sae_cfg = SAEConfig(arch="matryoshka_k", d_in=d, expansion=r["expansion"], k=r["k"])
     train_cfg = TrainConfig(
         batch_size=BATCH_SIZE,
@@ -134,7 +134,7 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
         seed=r["seed"],
         progress=progress,
     )
-    train(sae_cfg, data, train_cfg, out_dir=sae_dir)
+    train(sae_cfg, data, train_cfg, out_dir=sae_dir, hookpoint=HOOKPOINT)
     write_provenance(
         sae_dir,
         {"source": "world:clip", "pretrained": None, "hookpoint": "image", "token_mode": "cls"},

@@ -7,12 +7,10 @@ import json
 import sys
 import traceback
 
-import torch
-
+from vsae.data import DataError, open_source
 from vsae.interop import FORMATS, load
 from vsae.metrics import evaluate
 from vsae.sae import CheckpointError
-from vsae.training.sources import DataError, as_array
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,18 +54,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = {} if args.top_k is None else {"top_k": args.top_k}
         sae = load(args.sae_dir, format=args.format, **options)
-        arr = as_array(args.data)
-        if arr is None:
+        if not str(args.data).endswith(".npy"):
             raise DataError(f"{args.data}: expected a .npy file")
-        if arr.shape[1] != sae.d_in:
-            raise DataError(f"{args.data}: width {arr.shape[1]}; the SAE expects d_in={sae.d_in}")
+        source = open_source(args.data, batch_size=1, eval_samples=0)
+        if source.d != sae.d_in:
+            raise DataError(f"{args.data}: width {source.d}; the SAE expects d_in={sae.d_in}")
         if args.k is not None:
             if not hasattr(sae, "set_infer_k"):
                 raise DataError(f"--k applies to matryoshka_k SAEs; this one is {sae.cfg.arch}")
             sae.set_infer_k(args.k)
-        bs = args.batch_size
-        batches = (torch.as_tensor(arr[i : i + bs]).float() for i in range(0, arr.shape[0], bs))
-        metrics = evaluate(sae, batches)
+        metrics = evaluate(sae, source.all_batches(args.batch_size))
     except (CheckpointError, DataError, ValueError) as err:
         print(f"vsae eval: error: {err}", file=sys.stderr)
         if getattr(args, "debug", False):

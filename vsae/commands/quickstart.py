@@ -39,12 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the quickstart and print its metrics."""
-    from vsae.commands.world_data import BATCH_SIZE, world_clip_batches
+    from vsae.commands.world_data import BATCH_SIZE, HOOKPOINT, world_clip_shards
     from vsae.report import plot_training_log
     from vsae.training import train
 
     out = Path(args.out)
-    d, data = world_clip_batches(out / "shards", args.n_images, args.seed, not args.no_progress)
+    d, data = world_clip_shards(out / "shards", args.n_images, args.seed, not args.no_progress)
     sae_cfg = SAEConfig(
         arch="matryoshka_k", d_in=d, expansion=args.expansion, k=args.k, seed=args.seed
     )
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    sae, metrics = train(sae_cfg, data, train_cfg, out_dir=out / "sae")
+    sae, metrics = train(sae_cfg, data, train_cfg, out_dir=out / "sae", hookpoint=HOOKPOINT)
     plot = plot_training_log(out / "sae" / "metrics.jsonl", out / "training.png")
     lines = [
         "# vsae quickstart",

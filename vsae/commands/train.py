@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 
 from vsae.config import ConfigError, to_dict
+from vsae.data import DataError, open_source
 from vsae.data.shard_format import read_meta
 from vsae.data.synthetic import generate
 from vsae.runconfig import load_run_config
 from vsae.sae.io import CheckpointError, write_provenance
 from vsae.training.run_folder import RunFolderError, prepare_run_folder
-from vsae.training.sources import DataError
 from vsae.training.trainer import TrainingError
 
 HELP = """Train a sparse autoencoder.
@@ -88,22 +88,6 @@ def load_data(run_cfg, data_arg: str | None):  # noqa: ANN001 - RunConfig
     raise ConfigError("no data: give --data PATH or a data section (synthetic or path)")
 
 
-def _shard_batches(path: Path, run_cfg, args: argparse.Namespace):  # noqa: ANN001
-    """A re-iterable of [B, D] batches over a shard folder (split across DDP ranks)."""
-    from vsae.data.shards import ShardError, open_batches
-
-    try:
-        return open_batches(
-            path,
-            run_cfg.train.batch_size,
-            hookpoint=args.hookpoint,
-            seed=run_cfg.train.seed,
-            num_workers=args.workers,
-        )
-    except (ShardError, ValueError, KeyError) as err:
-        raise DataError(f"{path}: {err}") from None
-
-
 def provenance(args: argparse.Namespace, run_cfg) -> dict:  # noqa: ANN001 - RunConfig
     """What the SAE was trained on, for ``cfg.json``'s ``provenance`` (CONTRACTS.md).
 
@@ -140,26 +124,27 @@ def run(args: argparse.Namespace) -> int:
     CPU, nccl on GPU); gradients are averaged across ranks and rank 0 writes.
     """
     from vsae.training.distributed import cleanup_distributed, exit_distributed, setup_distributed
-    from vsae.training.sources import as_array
     from vsae.training.trainer import train
 
     info = setup_distributed()
     try:
         run_cfg = load_run_config(args.config, args.overrides)
         data = load_data(run_cfg, args.data)
-        if isinstance(data, str) and Path(data).is_dir():
-            data = _shard_batches(Path(data), run_cfg, args)
-            width = data.d
-        else:
-            arr = as_array(data)
-            if arr is None:
-                raise DataError(f"{data}: expected a .npy file or a shard folder")
-            data, width = arr, arr.shape[1]
+        # the width only: opening reads a folder's meta.json or a .npy header, no batches
+        width = open_source(data, batch_size=run_cfg.train.batch_size, hookpoint=args.hookpoint).d
         sae_cfg = run_cfg.sae_for(width)
         out = prepare_run_folder(args.out, args.resume, args.overwrite, main=info.is_main)
         if info.distributed:  # every rank has checked the folder before rank 0 writes to it
             torch.distributed.barrier()
-        _, metrics = train(sae_cfg, data, run_cfg.train, out_dir=out, resume=args.resume)
+        _, metrics = train(
+            sae_cfg,
+            data,
+            run_cfg.train,
+            out_dir=out,
+            resume=args.resume,
+            hookpoint=args.hookpoint,
+            num_workers=args.workers,
+        )
         if info.is_main:
             write_provenance(out, provenance(args, run_cfg))
     except (ConfigError, DataError, CheckpointError, TrainingError, RunFolderError) as err:

@@ -1,17 +1,21 @@
-"""The tiny world's CLIP image embeddings as activation shards, shared by quickstart and demo."""
+"""The tiny world's CLIP image embeddings as activation shards, shared by quickstart and demo.
+
+Training opens the folder with ``vsae.data.open_source`` (hookpoint ``image``, the training
+batch size ``BATCH_SIZE`` and seed).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 BATCH_SIZE = 256
+HOOKPOINT = "image"
 
 
-def world_clip_batches(
+def world_clip_shards(
     shards: Path, n_images: int, seed: int, progress: bool = True
-) -> tuple[int, Iterable]:
-    """Extract the tiny CLIP's image embeddings of ``n_images`` renders and open them.
+) -> tuple[int, Path]:
+    """Extract the tiny CLIP's image embeddings of ``n_images`` renders into a shard folder.
 
     Parameters
     ----------
@@ -26,20 +30,18 @@ def world_clip_batches(
 
     Returns
     -------
-    tuple[int, Iterable]
-        The embedding width ``d`` and the shuffled ``[BATCH_SIZE, d]`` batches.
+    tuple[int, Path]
+        The embedding width ``d`` and the shard folder (hookpoint ``HOOKPOINT``).
     """
-    from vsae.data.shards import open_batches
     from vsae.encoders import from_spec
     from vsae.extract import extract
 
     meta = extract(
-        from_spec("world:clip", hookpoints=["image"]),
+        from_spec("world:clip", hookpoints=[HOOKPOINT]),
         f"world:{n_images}:{seed}",
         shards,
         batch_size=64,
         shard_size=1000,
         progress=progress,
     )
-    d = meta["hookpoints"]["image"]["d"]
-    return d, open_batches(shards, BATCH_SIZE, hookpoint="image", seed=seed)
+    return int(meta["hookpoints"][HOOKPOINT]["d"]), Path(shards)

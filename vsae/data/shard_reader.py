@@ -2,111 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .shard_format import STORE_DTYPE, ShardError, decode_array, read_meta
-
-
-def _read_exact(f, n: int, url: str, what: str) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise ShardError(f"corrupt or truncated shard {url}: unexpected end of data in {what}")
-    return data
-
-
-def iter_tar_samples(url: str) -> Iterator[dict]:
-    """Fast sequential reader of one (optionally gzipped) tar shard into WebDataset samples.
-
-    Reads the 512-byte ustar headers directly (the shards are written by this module: regular
-    files, short names); a sample is the run of members sharing the name up to the first dot.
-    Errors raise :class:`ShardError` naming the shard.
-    """
-    import gzip
-
-    raw = open(url, "rb")
-    try:
-        magic = raw.read(2)
-        raw.seek(0)
-        f = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
-        sample: dict | None = None
-        while True:
-            header = f.read(512)
-            if len(header) == 0:
-                break  # no end-of-archive blocks: the sample count check decides
-            if len(header) != 512:
-                raise ShardError(f"corrupt or truncated shard {url}: partial tar header")
-            if header == b"\0" * 512:
-                break
-            chk = sum(header[:148]) + 256 + sum(header[156:])
-            try:
-                size = int(header[124:136].strip(b"\0 ") or b"0", 8)
-                want = int(header[148:156].strip(b"\0 ") or b"0", 8)
-            except ValueError as exn:
-                raise ShardError(f"corrupt or truncated shard {url}: bad tar header") from exn
-            if chk != want:
-                raise ShardError(f"corrupt or truncated shard {url}: tar header checksum")
-            name = header[:100].split(b"\0", 1)[0].decode("utf-8")
-            prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
-            if prefix:
-                name = prefix + "/" + name
-            data = _read_exact(f, size, url, name)
-            pad = (-size) % 512
-            if pad:
-                _read_exact(f, pad, url, name)
-            if header[156:157] not in (b"0", b"\0"):
-                continue  # not a regular file
-            base = name.rsplit("/", 1)[-1]
-            if "." not in base:
-                continue
-            dot = len(name) - len(base) + base.index(".")
-            key, ext = name[:dot], name[dot + 1 :].lower()
-            if sample is None or sample["__key__"] != key:
-                if sample is not None:
-                    yield sample
-                sample = {"__key__": key, "__url__": url}
-            sample[ext] = data
-        if sample is not None:
-            yield sample
-    except (OSError, EOFError, UnicodeDecodeError) as exn:
-        raise ShardError(f"corrupt or truncated shard {url}: {type(exn).__name__}: {exn}") from exn
-    finally:
-        raw.close()
-
-
-def iter_shard_samples(
-    urls: Iterable[str], expected: dict[str, int] | None = None
-) -> Iterator[dict]:
-    """Yield raw WebDataset samples from tars, checking each shard's sample count.
-
-    Same samples as ``webdataset.tarfile_samples`` (``__key__``, ``__url__``, one bytes entry per
-    member suffix), read by :func:`iter_tar_samples`.
-
-    Parameters
-    ----------
-    urls : iterable of str
-        Shard paths, read in this order.
-    expected : dict
-        Shard path -> sample count from meta.json. A shard that ends early (truncated at a member
-        boundary, which ``tarfile`` cannot detect) raises :class:`ShardError`.
-    """
-
-    for url in urls:
-        if not os.path.isfile(url):
-            raise ShardError(f"shard {url} is missing")
-        n = 0
-        for sample in iter_tar_samples(url):
-            n += 1
-            yield sample
-        if expected is not None and url in expected and n != expected[url]:
-            raise ShardError(
-                f"corrupt or truncated shard {url}: {n} samples, meta.json records {expected[url]}"
-            )
+from .shard_samples import iter_shard_samples
 
 
 class _ShuffleBuffer:
@@ -147,54 +53,127 @@ class _ShuffleBuffer:
         return rest
 
 
+@dataclass(frozen=True)
+class ShardConfig:
+    """How a shard folder is streamed (see :func:`open_batches` for each field's meaning).
+
+    Attributes
+    ----------
+    batch_size : int
+        Vectors per batch on this rank (>= 1).
+    hookpoint : str, optional
+        Which hookpoint; required when the folder holds several.
+    shuffle : bool
+        Shuffle the shard order each epoch and pass vectors through the shuffle buffer.
+    seed : int
+        Seed of the shard order and the buffer.
+    epoch_vectors : int, optional
+        Fixed epoch length in vectors over all ranks (default: one pass when distributed).
+    shuffle_buffer : int
+        Capacity of the vector-level shuffle buffer.
+    num_workers : int
+        DataLoader worker processes (0 reads in the calling process).
+    normalize : bool
+        Return ``(x - mean) * scale`` with meta.json's statistics.
+    drop_last : bool
+        Drop a final partial batch.
+    rank, world_size : int, optional
+        Override the rank / world size (default: torch.distributed or RANK/WORLD_SIZE env).
+    device : str or torch.device, optional
+        Move every batch there.
+    """
+
+    batch_size: int
+    hookpoint: str | None = None
+    shuffle: bool = True
+    seed: int = 0
+    epoch_vectors: int | None = None
+    shuffle_buffer: int = 65536
+    num_workers: int = 0
+    normalize: bool = False
+    drop_last: bool = True
+    rank: int | None = None
+    world_size: int | None = None
+    device: str | torch.device | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def of(cls, batch_size: int, **fields: object) -> ShardConfig:
+        """The config of ``batch_size`` and keyword fields; an unknown field names the valid ones.
+
+        Parameters
+        ----------
+        batch_size : int
+            Vectors per batch on this rank.
+        **fields
+            Other :class:`ShardConfig` fields.
+
+        Returns
+        -------
+        ShardConfig
+
+        Raises
+        ------
+        ValueError
+            An unknown field, or ``batch_size < 1``.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(fields) - set(names))
+        if unknown:
+            raise ValueError(f"unknown shard reader option(s) {unknown}; valid: {names}")
+        return cls(batch_size=batch_size, **fields)
+
+
 class ShardBatches(torch.utils.data.IterableDataset):
     """Iterable of float32 batches [B, D] streamed from activation shards.
 
-    Each ``iter()`` is one epoch. See :func:`open_batches` for the parameters.
+    Each ``iter()`` is one epoch. See :func:`open_batches` for the options.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Dataset directory (meta.json + shards).
+    cfg : ShardConfig
+        Batch size, hookpoint, shuffling, epoch length, workers, normalisation, rank, device.
+
+    Raises
+    ------
+    ShardError
+        No readable meta.json, or no complete shard.
+    ValueError
+        A hookpoint that is missing or needed.
     """
 
-    def __init__(
-        self,
-        directory,
-        batch_size: int,
-        hookpoint: str | None = None,
-        shuffle: bool = True,
-        seed: int = 0,
-        epoch_vectors: int | None = None,
-        shuffle_buffer: int = 65536,
-        num_workers: int = 0,
-        normalize: bool = False,
-        drop_last: bool = True,
-        rank: int | None = None,
-        world_size: int | None = None,
-        device: str | torch.device | None = None,
-    ):
+    def __init__(self, directory: str | Path, cfg: ShardConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         self.directory = Path(directory)
         self.meta = read_meta(self.directory)
         hps = list(self.meta["hookpoints"])
+        hookpoint = cfg.hookpoint
         if hookpoint is None:
             if len(hps) != 1:
                 raise ValueError(f"{self.directory}: several hookpoints {hps}; pass hookpoint=")
             hookpoint = hps[0]
         if hookpoint not in self.meta["hookpoints"]:
             raise ValueError(f"hookpoint {hookpoint!r} not in {self.directory} (has {hps})")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not self.meta["shards"]:
             raise ShardError(f"{self.directory}: meta.json lists no complete shards")
         self.hookpoint = hookpoint
         hmeta = self.meta["hookpoints"][hookpoint]
         self.d = int(hmeta["d"])
         self.field = hmeta["field"]
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.seed = int(seed)
-        self.shuffle_buffer = int(shuffle_buffer) if shuffle else 0
-        self.num_workers = int(num_workers)
-        self.normalize = normalize
-        self.drop_last = drop_last
-        self.device = device
+        self.batch_size = int(cfg.batch_size)
+        self.shuffle = cfg.shuffle
+        self.seed = int(cfg.seed)
+        self.shuffle_buffer = int(cfg.shuffle_buffer) if cfg.shuffle else 0
+        self.num_workers = int(cfg.num_workers)
+        self.normalize = cfg.normalize
+        self.drop_last = cfg.drop_last
+        self.device = cfg.device
         self.mean = np.asarray(hmeta["mean"], dtype=np.float32)
         self.scale = float(hmeta["scale"])
         self.urls = [str(self.directory / s["name"]) for s in self.meta["shards"]]
@@ -202,6 +181,7 @@ class ShardBatches(torch.utils.data.IterableDataset):
             str(self.directory / s["name"]): int(s["n_samples"]) for s in self.meta["shards"]
         }
         self.total_vectors = int(hmeta["n_vectors"])
+        rank, world_size = cfg.rank, cfg.world_size
         if rank is None or world_size is None:
             import webdataset as wds
 
@@ -209,6 +189,7 @@ class ShardBatches(torch.utils.data.IterableDataset):
             rank = r if rank is None else rank
             world_size = w if world_size is None else world_size
         self.rank, self.world_size = int(rank), int(world_size)
+        epoch_vectors = cfg.epoch_vectors
         if epoch_vectors is None and self.world_size > 1:
             epoch_vectors = self.total_vectors  # ranks must see equal batch counts
         self.epoch_vectors = epoch_vectors
@@ -374,20 +355,7 @@ class _Loader:
         yield from loader
 
 
-def open_batches(
-    directory,
-    batch_size: int,
-    hookpoint: str | None = None,
-    shuffle: bool = True,
-    seed: int = 0,
-    epoch_vectors: int | None = None,
-    shuffle_buffer: int = 65536,
-    num_workers: int = 0,
-    normalize: bool = False,
-    drop_last: bool = True,
-    rank: int | None = None,
-    world_size: int | None = None,
-) -> _Loader:
+def open_batches(directory: str | Path, batch_size: int, **fields: object) -> _Loader:
     """Stream an activation dataset as float32 batches [B, D] for training.
 
     Parameters
@@ -396,6 +364,9 @@ def open_batches(
         Dataset directory (meta.json + shards).
     batch_size : int
         Vectors per batch on this rank.
+    **fields
+        The other :class:`ShardConfig` fields:
+
     hookpoint : str, optional
         Which hookpoint; required when the dataset has several.
     shuffle : bool
@@ -417,6 +388,8 @@ def open_batches(
         Drop a final partial batch (always dropped under fixed-length epochs).
     rank, world_size : int, optional
         Override the rank / world size (default: torch.distributed or RANK/WORLD_SIZE env).
+    device : str or torch.device, optional
+        Move every batch there.
 
     Returns
     -------
@@ -429,40 +402,13 @@ def open_batches(
     Shards are split between ranks (``split_by_node``-style) and DataLoader workers when there are
     at least as many shards as rank x worker slots; otherwise every slot reads all shards and keeps
     every n-th sample.
+
+    Raises
+    ------
+    ShardError
+        No readable meta.json, or no complete shard.
+    ValueError
+        An unknown option, ``batch_size < 1``, or a hookpoint that is missing or needed.
     """
-    ds = ShardBatches(
-        directory,
-        batch_size,
-        hookpoint=hookpoint,
-        shuffle=shuffle,
-        seed=seed,
-        epoch_vectors=epoch_vectors,
-        shuffle_buffer=shuffle_buffer,
-        num_workers=num_workers,
-        normalize=normalize,
-        drop_last=drop_last,
-        rank=rank,
-        world_size=world_size,
-    )
-    return _Loader(ds, num_workers)
-
-
-def load_all(directory, hookpoint: str | None = None) -> np.ndarray:
-    """Read every vector of a hookpoint in storage order as a float16 array [N, D] (small data)."""
-    meta = read_meta(directory)
-    hps = list(meta["hookpoints"])
-    hp = hookpoint if hookpoint is not None else (hps[0] if len(hps) == 1 else None)
-    if hp is None or hp not in meta["hookpoints"]:
-        raise ValueError(f"choose a hookpoint among {hps}, got {hookpoint!r}")
-    fld = meta["hookpoints"][hp]["field"]
-    urls = [str(Path(directory) / s["name"]) for s in meta["shards"]]
-    expected = {u: int(s["n_samples"]) for u, s in zip(urls, meta["shards"], strict=True)}
-    out = []
-    for sample in iter_shard_samples(urls, expected):
-        where = f"{sample['__url__']} sample {sample['__key__']}"
-        if fld not in sample:
-            raise ShardError(f"{where}: member {fld!r} missing")
-        x = decode_array(sample[fld], where)
-        out.append(x[None] if x.ndim == 1 else x)
-    d = meta["hookpoints"][hp]["d"]
-    return np.concatenate(out) if out else np.zeros((0, d), dtype=STORE_DTYPE)
+    cfg = ShardConfig.of(batch_size, **fields)
+    return _Loader(ShardBatches(directory, cfg), cfg.num_workers)

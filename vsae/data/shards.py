@@ -29,7 +29,8 @@ from .shard_format import (
     read_meta,
     shard_name,
 )
-from .shard_reader import ShardBatches, iter_shard_samples, iter_tar_samples, load_all, open_batches
+from .shard_reader import ShardBatches, ShardConfig, open_batches
+from .shard_samples import iter_shard_samples, iter_tar_samples, load_all
 from .shard_writer import ActivationWriter
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ActivationWriter",
     "RunningStats",
     "ShardBatches",
+    "ShardConfig",
     "ShardError",
     "decode_array",
     "encode_array",

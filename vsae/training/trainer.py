@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,13 @@ import torch
 from tqdm.auto import tqdm
 
 from vsae.config import SAEConfig, TrainConfig, to_dict
+from vsae.data import BatchSource, DataError, open_source
 from vsae.metrics import evaluate
 from vsae.sae import BaseSAE, build
 from vsae.sae.io import CheckpointError
 from vsae.training import checkpoint as ckpt
 from vsae.training.optim import adamw
 from vsae.training.schedule import lr_factor
-from vsae.training.sources import ArraySource, DataError, IterableSource, as_array
 
 
 class TrainingError(RuntimeError):
@@ -38,27 +37,79 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def make_source(data: Any, cfg: TrainConfig, rank: int = 0, world_size: int = 1, min_hold: int = 0):
-    """An ArraySource for arrays and .npy paths, an IterableSource for anything iterable.
+def make_source(
+    data: Any,
+    cfg: TrainConfig,
+    rank: int = 0,
+    world_size: int = 1,
+    min_hold: int = 0,
+    hookpoint: str | None = None,
+    num_workers: int = 0,
+) -> BatchSource:
+    """The training data opened with ``vsae.data.open_source`` at the run's batch size and seed.
 
-    An iterable's first ``max(eval_samples, min_hold)`` rows are held out: they are
-    the evaluation set and the sample for normalisation and data-dependent init.
+    An iterable's (or a shard folder's) first ``max(eval_samples, min_hold)`` rows are held
+    out: they are the evaluation set and the sample for normalisation and data-dependent init.
+
+    Parameters
+    ----------
+    data : array, str, Path, iterable or BatchSource
+        Anything ``open_source`` accepts.
+    cfg : TrainConfig
+        Its ``batch_size``, ``seed`` and ``eval_samples`` cut the data.
+    rank, world_size : int
+        Data-parallel position.
+    min_hold : int
+        Rows an iterable must hold out at least (an archetypal SAE's candidate count).
+    hookpoint : str, optional
+        Which hookpoint of a shard folder.
+    num_workers : int
+        Reader processes of a shard folder.
+
+    Returns
+    -------
+    BatchSource
+
+    Raises
+    ------
+    DataError
+        Data that ``open_source`` cannot open (the message names it).
     """
-    arr = as_array(data)
-    if arr is not None:
-        return ArraySource(arr, cfg.batch_size, cfg.seed, cfg.eval_samples, rank, world_size)
-    if isinstance(data, (str, Path)):
-        raise DataError(f"{data}: expected a .npy file (shard folders need vsae.data.shards)")
-    if not isinstance(data, Iterable):
-        raise DataError(f"cannot train on {type(data).__name__}: expected an array or iterable")
-    return IterableSource(data, cfg.batch_size, cfg.eval_samples, max(cfg.eval_samples, min_hold))
+    return open_source(
+        data,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        eval_samples=cfg.eval_samples,
+        hold=max(cfg.eval_samples, min_hold),
+        rank=rank,
+        world_size=world_size,
+        hookpoint=hookpoint,
+        num_workers=num_workers,
+    )
 
 
-def total_steps(cfg: TrainConfig, source: Any) -> int:
-    """Steps of the run: ``cfg.steps``, or ``epochs`` passes over an array."""
+def total_steps(cfg: TrainConfig, source: BatchSource) -> int:
+    """Steps of the run: ``cfg.steps``, or ``epochs`` passes over an array.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        ``steps`` (> 0 wins) or ``epochs``.
+    source : BatchSource
+        Its ``steps_per_epoch`` (None for an iterable).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    DataError
+        When ``steps`` is unset and the source is an iterable (no epoch length).
+    """
     if cfg.steps > 0:
         return cfg.steps
-    if isinstance(source, ArraySource):
+    if source.steps_per_epoch is not None:
         return max(1, math.ceil(cfg.epochs * source.steps_per_epoch))
     raise DataError("steps must be set (> 0) when training on an iterable")
 
@@ -69,6 +120,9 @@ def train(
     train_cfg: TrainConfig,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    *,
+    hookpoint: str | None = None,
+    num_workers: int = 0,
 ) -> tuple[BaseSAE, dict[str, float]]:
     """Train an SAE and return it with its final evaluation metrics.
 
@@ -76,10 +130,12 @@ def train(
     ----------
     sae_cfg : SAEConfig
         Architecture; ``d_in`` must equal the data's width.
-    data : Tensor, ndarray, str or Path (.npy, memory-mapped), or iterable of [B, D] batches
-        Raw activations. Arrays hold out ``eval_samples`` random rows (at most 10%);
-        iterables hold out their first ``eval_samples`` rows (at least ``n_candidates``
-        for archetypal SAEs, whose k-means runs on them).
+    data : Tensor, ndarray, str or Path, iterable of [B, D] batches, or BatchSource
+        Raw activations, opened with ``vsae.data.open_source``: an array, a ``.npy`` file
+        (memory-mapped), a shard folder or an iterable. Arrays hold out ``eval_samples``
+        random rows (at most 10%); shard folders and iterables hold out their first
+        ``eval_samples`` rows (at least ``n_candidates`` for archetypal SAEs, whose k-means
+        runs on them).
     train_cfg : TrainConfig
         Optimisation settings.
     out_dir : str or Path, optional
@@ -87,6 +143,10 @@ def train(
         steps), and at the end ``cfg.json``, ``sae.safetensors`` and ``metrics.json``.
     resume : bool
         Continue from ``out_dir``'s checkpoint if there is one.
+    hookpoint : str, optional
+        Which hookpoint of a shard folder (needed when it holds several).
+    num_workers : int
+        Reader processes of a shard folder (0 reads in the training process).
 
     Returns
     -------
@@ -96,7 +156,8 @@ def train(
     rank, world = _dist()
     main_proc = rank == 0
     min_hold = sae_cfg.num_candidates if sae_cfg.arch == "archetypal" else 0
-    source = make_source(data, train_cfg, rank, world, min_hold)
+    source = make_source(data, train_cfg, rank, world, min_hold, hookpoint, num_workers)
+    source.prepare()  # an iterable's held-out prefix is read before seeding, as always
     if sae_cfg.d_in != source.d:
         raise DataError(f"data has width {source.d}; the SAE config says d_in={sae_cfg.d_in}")
     device = _device(train_cfg)
@@ -129,8 +190,7 @@ def train(
         for name, gen in sae_generators(sae).items():
             gen.set_state(state["generators"][name])
         start = int(state["step"])
-    if isinstance(source, IterableSource):
-        source.start_at(start)
+    source.start_at(start)
 
     log = _Log(out / "metrics.jsonl" if (out is not None and main_proc) else None, start)
     use_autocast = train_cfg.autocast and device.type == "cuda"

@@ -1,0 +1,252 @@
+"""One way in for data: ``open_source(x)`` for an array, a ``.npy`` file, a shard folder or an
+iterable of batches.
+
+Every consumer of activations (the trainer, ``vsae train``/``eval``/``quickstart``, the demo's
+world data, the benchmarks, the analysis layer) opens its data here and gets a batch source
+with one interface (:class:`BatchSource`):
+
+============================  ===============================================================
+``x``                         source
+============================  ===============================================================
+ndarray or Tensor [N, D]      :class:`~vsae.data.array_source.ArraySource` (random held-out
+                              rows, batch ``s`` a pure function of (seed, s))
+``FILE.npy``                  the same, memory-mapped (never unpickled)
+shard folder (``meta.json``)  :class:`~vsae.data.iterable_source.IterableSource` over
+                              ``vsae.data.shards.open_batches`` (split across DDP ranks)
+iterable of [b, D] batches    :class:`~vsae.data.iterable_source.IterableSource` (first rows
+                              held out, read lazily)
+an open source                returned as it is
+============================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from torch import Tensor
+
+from vsae.data.array_source import ArraySource
+from vsae.data.errors import DataError
+from vsae.data.iterable_source import IterableSource
+from vsae.data.shard_format import ShardError
+from vsae.data.shard_reader import open_batches
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """What every source of ``open_source`` offers (ArraySource, IterableSource).
+
+    Attributes
+    ----------
+    d : int
+        Width D of the data.
+    steps_per_epoch : int or None
+        Steps of one pass over the training rows; None for an iterable (no fixed length).
+    """
+
+    d: int
+    steps_per_epoch: int | None
+
+    def prepare(self) -> None:
+        """Read what the source reads up front (an iterable's held-out prefix)."""
+
+    def batch(self, step: int) -> Tensor:
+        """The float32 training batch [batch_size, D] of optimiser step ``step``."""
+
+    def start_at(self, step: int) -> None:
+        """Resume at ``step`` (skip the batches already trained)."""
+
+    def sample(self, n: int) -> Tensor:
+        """Up to ``n`` rows for normalisation and data-dependent init."""
+
+    def eval_batches(self, batch_size: int = 4096) -> Iterator[Tensor]:
+        """The held-out evaluation rows, in batches."""
+
+    def all_batches(self, batch_size: int = 4096) -> Iterator[Tensor]:
+        """Every row once, in batches."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How ``open_source`` cuts its data.
+
+    Attributes
+    ----------
+    batch_size : int
+        Rows per training batch (per process).
+    seed : int
+        Seed of the held-out split and the batch order (a shard folder's shuffle too).
+    eval_samples : int
+        Held-out rows for evaluation (an array holds out at most 10% of its rows).
+    hold : int
+        Rows an iterable holds out: ``max(eval_samples, hold)`` (an archetypal SAE's k-means
+        needs its candidate count).
+    rank, world_size : int, optional
+        Data-parallel position. Arrays default to rank 0 of 1; a shard folder to
+        torch.distributed's (or ``RANK``/``WORLD_SIZE``).
+    hookpoint : str, optional
+        Which hookpoint of a shard folder; required when it holds several.
+    num_workers : int
+        Reader processes of a shard folder (0 reads in the calling process).
+    """
+
+    batch_size: int = 4096
+    seed: int = 0
+    eval_samples: int = 4096
+    hold: int = 0
+    rank: int | None = None
+    world_size: int | None = None
+    hookpoint: str | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.eval_samples < 0 or self.hold < 0:
+            raise ValueError(
+                f"eval_samples and hold must be >= 0, got {self.eval_samples} and {self.hold}"
+            )
+
+
+def open_source(x: object, cfg: SourceConfig | None = None, **fields: object) -> BatchSource:
+    """Open training data of any supported kind as a batch source.
+
+    Parameters
+    ----------
+    x : ndarray, Tensor, str, Path, iterable or BatchSource
+        An [N, D] array, a ``.npy`` file [N, D] (memory-mapped), a shard folder written by
+        ``vsae extract`` (``meta.json`` + shards), an iterable of [b, D] batches, or an open
+        source (returned unchanged).
+    cfg : SourceConfig, optional
+        Batch size, seed, held-out rows, DDP position, hookpoint, reader workers.
+    **fields
+        ``SourceConfig`` fields overriding ``cfg``'s (or the defaults).
+
+    Returns
+    -------
+    BatchSource
+        An ``ArraySource`` (arrays, ``.npy``) or an ``IterableSource`` (shard folders,
+        iterables); nothing of an iterable is read yet.
+
+    Raises
+    ------
+    DataError
+        A missing path, a file that is not ``.npy``, an unreadable array or shard folder, an
+        array that is not [N, D], fewer training rows than one batch, or an object that is
+        neither an array nor an iterable. Each message names the file or object.
+    ValueError
+        An unknown ``SourceConfig`` field or a bad value.
+    """
+    cfg = _config(cfg, fields)
+    if isinstance(x, (ArraySource, IterableSource)):
+        return x
+    if isinstance(x, (str, Path)) and Path(x).is_dir():
+        return _shard_source(Path(x), cfg)
+    arr = as_array(x)
+    if arr is not None:
+        rank = 0 if cfg.rank is None else cfg.rank
+        world = 1 if cfg.world_size is None else cfg.world_size
+        return ArraySource(arr, cfg.batch_size, cfg.seed, cfg.eval_samples, rank, world)
+    if isinstance(x, (str, Path)):
+        raise DataError(f"{x}: expected a .npy file or a shard folder")
+    if not isinstance(x, Iterable):
+        raise DataError(
+            f"cannot read batches from {type(x).__name__}: expected an array, a .npy file, "
+            "a shard folder or an iterable of [B, D] batches"
+        )
+    return IterableSource(x, cfg.batch_size, cfg.eval_samples, max(cfg.eval_samples, cfg.hold))
+
+
+def as_array(data: object) -> np.ndarray | Tensor | None:
+    """The data as a 2-D array (a ``.npy`` path is memory-mapped), or None when it is not one.
+
+    Parameters
+    ----------
+    data : object
+        A ``.npy`` path, an ndarray or a Tensor; anything else gives None.
+
+    Returns
+    -------
+    ndarray, Tensor or None
+        The [N, D] array (a read-only memmap for a file).
+
+    Raises
+    ------
+    DataError
+        A missing or unreadable ``.npy`` file, or an array that is not [N, D].
+    """
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if path.suffix != ".npy":
+            return None
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        return checked_array(arr, str(path))
+    if isinstance(data, (np.ndarray, Tensor)):
+        return checked_array(data, "data")
+    return None
+
+
+def checked_array(arr: np.ndarray | Tensor, where: str) -> np.ndarray | Tensor:
+    """The one place every array (in memory or a ``.npy`` file) is checked before use.
+
+    Today: the shape must be [N, D]. The dtype, emptiness and finiteness checks of
+    ``vsae.data.checks`` (issue 13 §2) plug in here.
+
+    Parameters
+    ----------
+    arr : ndarray or Tensor
+        The array.
+    where : str
+        The file or object named in messages.
+
+    Returns
+    -------
+    ndarray or Tensor
+        ``arr``.
+
+    Raises
+    ------
+    DataError
+        When ``arr`` is not 2-D.
+    """
+    if arr.ndim != 2:
+        raise DataError(f"{where}: array has shape {tuple(arr.shape)}; expected [N, D]")
+    return arr
+
+
+def _shard_source(path: Path, cfg: SourceConfig) -> IterableSource:
+    """An IterableSource over a shard folder's shuffled batches (split across DDP ranks)."""
+    ddp = {} if cfg.rank is None else {"rank": cfg.rank}
+    if cfg.world_size is not None:
+        ddp["world_size"] = cfg.world_size
+    try:
+        loader = open_batches(
+            path,
+            cfg.batch_size,
+            hookpoint=cfg.hookpoint,
+            seed=cfg.seed,
+            num_workers=cfg.num_workers,
+            **ddp,
+        )
+    except (ShardError, ValueError, KeyError) as err:
+        raise DataError(f"{path}: {err}") from None
+    return IterableSource(loader, cfg.batch_size, cfg.eval_samples, max(cfg.eval_samples, cfg.hold))
+
+
+def _config(cfg: SourceConfig | None, fields: dict[str, object]) -> SourceConfig:
+    base = cfg if cfg is not None else SourceConfig()
+    names = {f.name for f in dataclasses.fields(SourceConfig)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ValueError(f"unknown source option(s) {unknown}; valid: {sorted(names)}")
+    return dataclasses.replace(base, **fields)
