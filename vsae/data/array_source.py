@@ -165,4 +165,10 @@ class ArraySource:
         """
         arr = self.arr
         for start in range(0, arr.shape[0], batch_size):
-            yield torch.as_tensor(arr[start : start + batch_size]).float()
+            rows = arr[start : start + batch_size]
+            # a copy: a memmap's rows are read-only
+            yield (
+                rows.float()
+                if isinstance(rows, Tensor)
+                else torch.from_numpy(np.array(rows, dtype=np.float32))
+            )
