@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from vsae.data import ArraySource, DataError, IterableSource, SourceConfig, open_source
+from vsae.data import (
+    ArraySource,
+    DataError,
+    IterableSource,
+    SourceConfig,
+    open_source,
+    source_width,
+)
 from vsae.data.shards import ActivationWriter, ShardConfig, open_batches
 
 
@@ -90,3 +97,27 @@ def test_unknown_options_name_the_valid_ones(tmp_path):
     assert ShardConfig.of(4, seed=2) == ShardConfig(batch_size=4, seed=2)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         SourceConfig(batch_size=0)
+
+
+def test_arrays_go_through_the_data_checks(tmp_path):
+    x_ND = np.ones((200, 4), np.float32)
+    x_ND[[5, 17], 2] = np.nan
+    np.save(tmp_path / "bad.npy", x_ND)
+    with pytest.raises(DataError, match=r"bad.npy: 2 of 200 rows hold NaN or inf .*row 5, col"):
+        open_source(tmp_path / "bad.npy", batch_size=8)
+    src = open_source(tmp_path / "bad.npy", batch_size=8, skip_nonfinite=True)
+    assert src.arr.shape == (198, 4) and bool(np.isfinite(src.arr).all())
+    with pytest.raises(DataError, match="dtype int64 is not activation data"):
+        open_source(np.zeros((20, 3), np.int64), batch_size=2)
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    with pytest.raises(DataError, match="text.npy: not a numeric .npy array"):
+        open_source(tmp_path / "text.npy")
+    assert source_width(tmp_path / "bad.npy") == 4  # the header only: no scan, no refusal
+
+
+def test_skip_nonfinite_drops_a_streams_bad_rows():
+    batches = [torch.ones(10, 3) for _ in range(6)]
+    batches[1][4, 0] = float("inf")
+    src = open_source(batches, batch_size=10, eval_samples=10, skip_nonfinite=True)
+    rows = torch.cat([src.held] + [src.batch(s) for s in range(4)])
+    assert rows.shape == (50, 3) and bool(torch.isfinite(rows).all())  # 59 finite rows, cut by 10

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from vsae.config import ConfigError, to_dict
-from vsae.data import DataError, open_source
+from vsae.data import DataError, source_width
 from vsae.data.shard_format import read_meta
 from vsae.data.synthetic import generate
 from vsae.runconfig import load_run_config
@@ -130,9 +130,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_cfg = load_run_config(args.config, args.overrides)
         data = load_data(run_cfg, args.data)
-        # the width only: opening reads a folder's meta.json or a .npy header, no batches
-        width = open_source(data, batch_size=run_cfg.train.batch_size, hookpoint=args.hookpoint).d
-        sae_cfg = run_cfg.sae_for(width)
+        # a folder's meta.json or a .npy header; train() opens (and checks) the data itself
+        sae_cfg = run_cfg.sae_for(source_width(data, args.hookpoint))
         out = prepare_run_folder(args.out, args.resume, args.overwrite, main=info.is_main)
         if info.distributed:  # every rank has checked the folder before rank 0 writes to it
             torch.distributed.barrier()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vsae.data.errors import DataError
+from vsae.data.checks import DataError
 
 
 def rows_of(arr_ND: np.ndarray | Tensor, idx_B: np.ndarray) -> Tensor:

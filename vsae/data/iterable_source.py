@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from vsae.data.errors import DataError
+from vsae.data.checks import DataError
 from vsae.data.held_out import HeldOutRows
 
 

@@ -24,7 +24,21 @@ def iter_tar_samples(url: str) -> Iterator[dict]:
 
     Reads the 512-byte ustar headers directly (the shards are written by this module: regular
     files, short names); a sample is the run of members sharing the name up to the first dot.
-    Errors raise :class:`ShardError` naming the shard.
+
+    Parameters
+    ----------
+    url : str
+        Path of a ``.tar`` or ``.tar.gz`` shard.
+
+    Returns
+    -------
+    iterator of dict
+        WebDataset samples: ``__key__``, ``__url__`` and one bytes entry per member suffix.
+
+    Raises
+    ------
+    ShardError
+        A corrupt or truncated shard (named in the message).
     """
     raw = open(url, "rb")
     try:
@@ -91,6 +105,16 @@ def iter_shard_samples(
     expected : dict
         Shard path -> sample count from meta.json. A shard that ends early (truncated at a member
         boundary, which ``tarfile`` cannot detect) raises :class:`ShardError`.
+
+    Returns
+    -------
+    iterator of dict
+        The samples of every shard, in order.
+
+    Raises
+    ------
+    ShardError
+        A missing, corrupt or short shard.
     """
 
     for url in urls:
@@ -106,8 +130,28 @@ def iter_shard_samples(
             )
 
 
-def load_all(directory, hookpoint: str | None = None) -> np.ndarray:
-    """Read every vector of a hookpoint in storage order as a float16 array [N, D] (small data)."""
+def load_all(directory: str | Path, hookpoint: str | None = None) -> np.ndarray:
+    """Read every vector of a hookpoint in storage order (small data).
+
+    Parameters
+    ----------
+    directory : str or Path
+        A shard folder.
+    hookpoint : str, optional
+        Which hookpoint; needed when the folder holds several.
+
+    Returns
+    -------
+    ndarray
+        float16 [N, D].
+
+    Raises
+    ------
+    ValueError
+        No such hookpoint, or one needed.
+    ShardError
+        A missing, corrupt or short shard, or a sample without the hookpoint's member.
+    """
     meta = read_meta(directory)
     hps = list(meta["hookpoints"])
     hp = hookpoint if hookpoint is not None else (hps[0] if len(hps) == 1 else None)

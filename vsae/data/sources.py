@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from vsae.data.array_source import ArraySource
-from vsae.data.errors import DataError
+from vsae.data.checks import DataError, check_array, check_batch, open_npy
 from vsae.data.iterable_source import IterableSource
 from vsae.data.shard_format import ShardError
 from vsae.data.shard_reader import open_batches
@@ -40,6 +41,12 @@ from vsae.data.shard_reader import open_batches
 @runtime_checkable
 class BatchSource(Protocol):
     """What every source of ``open_source`` offers (ArraySource, IterableSource).
+
+    A protocol: it is not constructed, ``ArraySource`` and ``IterableSource`` implement it.
+
+    Parameters
+    ----------
+    None
 
     Attributes
     ----------
@@ -56,19 +63,69 @@ class BatchSource(Protocol):
         """Read what the source reads up front (an iterable's held-out prefix)."""
 
     def batch(self, step: int) -> Tensor:
-        """The float32 training batch [batch_size, D] of optimiser step ``step``."""
+        """The training batch of optimiser step ``step``.
+
+        Parameters
+        ----------
+        step : int
+            The step (an iterable's steps must come in order).
+
+        Returns
+        -------
+        Tensor
+            float32 [batch_size, D].
+        """
 
     def start_at(self, step: int) -> None:
-        """Resume at ``step`` (skip the batches already trained)."""
+        """Resume at ``step``: skip the batches already trained.
+
+        Parameters
+        ----------
+        step : int
+            The first step still to train.
+        """
 
     def sample(self, n: int) -> Tensor:
-        """Up to ``n`` rows for normalisation and data-dependent init."""
+        """Up to ``n`` rows for normalisation and data-dependent init.
+
+        Parameters
+        ----------
+        n : int
+            Rows wanted.
+
+        Returns
+        -------
+        Tensor
+            float32 [<= n, D].
+        """
 
     def eval_batches(self, batch_size: int = 4096) -> Iterator[Tensor]:
-        """The held-out evaluation rows, in batches."""
+        """The held-out evaluation rows, in batches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+
+        Returns
+        -------
+        iterator of Tensor
+            float32 [<= batch_size, D].
+        """
 
     def all_batches(self, batch_size: int = 4096) -> Iterator[Tensor]:
-        """Every row once, in batches."""
+        """Every row once, in batches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch.
+
+        Returns
+        -------
+        iterator of Tensor
+            float32 [<= batch_size, D].
+        """
 
 
 @dataclass(frozen=True)
@@ -93,6 +150,9 @@ class SourceConfig:
         Which hookpoint of a shard folder; required when it holds several.
     num_workers : int
         Reader processes of a shard folder (0 reads in the calling process).
+    skip_nonfinite : bool
+        Drop rows holding NaN or inf (an array's once when opened, a stream's batch by
+        batch) instead of refusing an array that has them (``vsae.data.checks``).
     """
 
     batch_size: int = 4096
@@ -103,6 +163,7 @@ class SourceConfig:
     world_size: int | None = None
     hookpoint: str | None = None
     num_workers: int = 0
+    skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -147,7 +208,7 @@ def open_source(x: object, cfg: SourceConfig | None = None, **fields: object) ->
         return x
     if isinstance(x, (str, Path)) and Path(x).is_dir():
         return _shard_source(Path(x), cfg)
-    arr = as_array(x)
+    arr = as_array(x, cfg.skip_nonfinite)
     if arr is not None:
         rank = 0 if cfg.rank is None else cfg.rank
         world = 1 if cfg.world_size is None else cfg.world_size
@@ -159,48 +220,77 @@ def open_source(x: object, cfg: SourceConfig | None = None, **fields: object) ->
             f"cannot read batches from {type(x).__name__}: expected an array, a .npy file, "
             "a shard folder or an iterable of [B, D] batches"
         )
-    return IterableSource(x, cfg.batch_size, cfg.eval_samples, max(cfg.eval_samples, cfg.hold))
+    return _iterable_source(x, cfg)
 
 
-def as_array(data: object) -> np.ndarray | Tensor | None:
+def source_width(x: object, hookpoint: str | None = None) -> int:
+    """The width D of data ``open_source`` accepts, reading neither its rows nor its batches.
+
+    For a ``.npy`` file its header, for a shard folder its ``meta.json``, for an array its
+    shape; an iterable is opened (its first batches are read). The data is checked when it
+    is opened for use.
+
+    Parameters
+    ----------
+    x : ndarray, Tensor, str, Path, iterable or BatchSource
+        As for :func:`open_source`.
+    hookpoint : str, optional
+        Which hookpoint of a shard folder.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    DataError
+        As :func:`open_source` (for a ``.npy`` file: its header checks).
+    """
+    if isinstance(x, (str, Path)) and Path(x).suffix == ".npy" and not Path(x).is_dir():
+        return int(open_npy(x).shape[1])
+    if isinstance(x, (np.ndarray, Tensor)) and x.ndim == 2:
+        return int(x.shape[1])
+    return open_source(x, hookpoint=hookpoint).d
+
+
+def as_array(data: object, skip_nonfinite: bool = False) -> np.ndarray | Tensor | None:
     """The data as a 2-D array (a ``.npy`` path is memory-mapped), or None when it is not one.
 
     Parameters
     ----------
     data : object
         A ``.npy`` path, an ndarray or a Tensor; anything else gives None.
+    skip_nonfinite : bool
+        Drop the rows holding NaN or inf instead of refusing the array.
 
     Returns
     -------
     ndarray, Tensor or None
-        The [N, D] array (a read-only memmap for a file).
+        The checked [N, D] array (a read-only memmap for a file; an in-memory copy of the
+        finite rows when some were dropped).
 
     Raises
     ------
     DataError
-        A missing or unreadable ``.npy`` file, or an array that is not [N, D].
+        A missing ``.npy`` file or one that is not a numeric array, an array that is not a
+        non-empty [N, D] float array, or non-finite rows (without ``skip_nonfinite``).
     """
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if path.suffix != ".npy":
+        if Path(data).suffix != ".npy":
             return None
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise DataError(f"{path}: not a readable .npy array ({err})") from None
-        return checked_array(arr, str(path))
+        return checked_array(open_npy(data), str(data), skip_nonfinite)
     if isinstance(data, (np.ndarray, Tensor)):
-        return checked_array(data, "data")
+        return checked_array(data, "data", skip_nonfinite)
     return None
 
 
-def checked_array(arr: np.ndarray | Tensor, where: str) -> np.ndarray | Tensor:
+def checked_array(
+    arr: np.ndarray | Tensor, where: str, skip_nonfinite: bool = False
+) -> np.ndarray | Tensor:
     """The one place every array (in memory or a ``.npy`` file) is checked before use.
 
-    Today: the shape must be [N, D]. The dtype, emptiness and finiteness checks of
-    ``vsae.data.checks`` (issue 13 §2) plug in here.
+    ``vsae.data.checks.check_array``: a non-empty [N, D] array of a float dtype, every value
+    finite (one chunked scan; a memmap is read once).
 
     Parameters
     ----------
@@ -208,20 +298,27 @@ def checked_array(arr: np.ndarray | Tensor, where: str) -> np.ndarray | Tensor:
         The array.
     where : str
         The file or object named in messages.
+    skip_nonfinite : bool
+        Keep only the finite rows instead of refusing the array.
 
     Returns
     -------
     ndarray or Tensor
-        ``arr``.
+        ``arr``, or its finite rows.
 
     Raises
     ------
     DataError
-        When ``arr`` is not 2-D.
+        From ``check_array``: bad shape or dtype, or non-finite rows without
+        ``skip_nonfinite``.
     """
-    if arr.ndim != 2:
+    if arr.ndim != 2:  # before check_array: its message names the shape the same way
         raise DataError(f"{where}: array has shape {tuple(arr.shape)}; expected [N, D]")
-    return arr
+    result = check_array(arr, where, skip_nonfinite)
+    if result.keep_rows is None:
+        return arr
+    keep = result.keep_rows
+    return arr[torch.from_numpy(keep)] if isinstance(arr, Tensor) else np.asarray(arr[keep])
 
 
 def _shard_source(path: Path, cfg: SourceConfig) -> IterableSource:
@@ -240,7 +337,38 @@ def _shard_source(path: Path, cfg: SourceConfig) -> IterableSource:
         )
     except (ShardError, ValueError, KeyError) as err:
         raise DataError(f"{path}: {err}") from None
-    return IterableSource(loader, cfg.batch_size, cfg.eval_samples, max(cfg.eval_samples, cfg.hold))
+    return _iterable_source(loader, cfg)
+
+
+def _iterable_source(batches: Iterable, cfg: SourceConfig) -> IterableSource:
+    """An IterableSource; with ``skip_nonfinite`` each batch loses its non-finite rows first."""
+    if cfg.skip_nonfinite:
+        one_shot = iter(batches) is batches
+        batches = _finite_rows(batches) if one_shot else _FiniteRows(batches)
+    hold = max(cfg.eval_samples, cfg.hold)
+    return IterableSource(batches, cfg.batch_size, cfg.eval_samples, hold)
+
+
+def _finite_rows(batches: Iterable) -> Iterator[Tensor]:
+    for i, x_BD in enumerate(batches):
+        yield check_batch(x_BD, f"batch {i}", skip_nonfinite=True)
+
+
+class _FiniteRows:
+    """A re-iterable view of batches without their non-finite rows (``check_batch``)."""
+
+    def __init__(self, batches: Iterable) -> None:
+        self.batches = batches
+        self.d = getattr(batches, "d", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the pass number on to the batches when they take one."""
+        set_epoch = getattr(self.batches, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return _finite_rows(self.batches)
 
 
 def _config(cfg: SourceConfig | None, fields: dict[str, object]) -> SourceConfig:
