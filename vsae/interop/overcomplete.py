@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import Tensor
 
 from vsae.interop.common import (
@@ -142,11 +143,7 @@ class OvercompleteFormat(SAEFormat):
         path = _only_file(path) if path.is_dir() else path
         if path is None or not path.is_file() or path.suffix not in SUFFIXES:
             return False
-        try:
-            names = set(load_tensors(path))
-        except InteropError:
-            return False
-        return "dictionary.multiplier" in names
+        return "dictionary.multiplier" in _tensor_names(path)
 
     def read(
         self,
@@ -220,6 +217,19 @@ class OvercompleteFormat(SAEFormat):
         if cls == "TopKSAE":
             return assemble("topk", *args, k=int(top_k))
         return assemble("relu", *args)
+
+
+def _tensor_names(path: Path) -> set[str]:
+    """The tensor names of a state dict file without reading its data (empty if unreadable)."""
+    try:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as fh:
+                return set(fh.keys())
+        # a zip-format torch file is memory-mapped: only the pickled index is read
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - a cheap look: any unreadable file is no match
+        return set()
+    return set(obj) if isinstance(obj, dict) else set()
 
 
 def _only_file(folder: Path) -> Path | None:
