@@ -106,9 +106,12 @@ def test_pickled_module_is_refused_with_the_conversion(tmp_path):
     path = tmp_path / "model.pt"
     torch.save(nn.Linear(D, N), path)  # pickle of code, as torch.save(model) writes
     for fmt in ("auto", "overcomplete"):
-        with pytest.raises(vsae.InteropError, match="needs pickle of code") as err:
+        with pytest.raises(
+            vsae.InteropError, match="pickles torch.nn.modules.linear.Linear"
+        ) as err:
             vsae.load(path, format=fmt, top_k=3)
         assert "state_dict()" in str(err.value) and "weights_only=False" in str(err.value)
+        assert f"torch.load('{path}'" in str(err.value)
 
 
 def test_unknown_and_ambiguous_layouts_list_what_was_found(tmp_path):

@@ -2,11 +2,12 @@
 pass (tests/interop_refs.py, and real torch modules for overcomplete's BatchNorm), 1e-5
 relative, on inputs in the source's own space.
 
-``saev`` and ``overcomplete`` are on the package index but not installed: saev pulls beartype,
-jaxtyping, tyro, orjson and its data stack; overcomplete pulls scikit-learn, einops and its
-plotting stack. Their layouts are small and fully read from their code, so the test writes
-them (saev's JSON line + torch payload, overcomplete's state dict) and compares with the
-definition.
+``saev`` and ``overcomplete`` are on the package index but not installed (checked with pip's
+dry run): ``saev`` 0.1.0 pulls 28 packages (marimo, polars, altair, submitit, tyro, beartype,
+jaxtyping, ...) and predates the schema-5 layout of its repository; ``Overcomplete`` 0.3.0
+pulls opencv-python, scikit-image and scikit-learn. Their layouts are small and fully read
+from their code, so the test writes them (saev's JSON line + torch payload, overcomplete's
+state dict) and compares with the definition.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -181,10 +182,11 @@ def read_torch(source: Path | bytes, where: str) -> Any:
     try:
         return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"it pickles {found[1]}" if found else "it holds pickled objects"
         raise InteropError(
-            f"{where}: refused: loading it needs pickle of code, which vsae never runs "
-            f"({first[:200]}). {CONVERT_HINT}"
+            f"{where}: refused: {what}, and loading that runs code, which vsae never does. "
+            + CONVERT_HINT.replace("FILE", where)
         ) from None
     except (EOFError, RuntimeError, OSError, zipfile.BadZipFile, ValueError) as err:
         msg = " ".join(str(err).split())[:200]
