@@ -3,9 +3,9 @@ pass (tests/interop_refs.py, and real torch modules for overcomplete's BatchNorm
 relative, on inputs in the source's own space.
 
 ``saev`` and ``overcomplete`` are on the package index but not installed (checked with pip's
-dry run): ``saev`` 0.1.0 pulls 28 packages (marimo, polars, altair, submitit, tyro, beartype,
-jaxtyping, ...) and predates the schema-5 layout of its repository; ``Overcomplete`` 0.3.0
-pulls opencv-python, scikit-image and scikit-learn. Their layouts are small and fully read
+dry run): ``saev`` 0.1.0 pulls 27 more packages (marimo, polars, altair, submitit, tyro,
+beartype, jaxtyping, ...); ``Overcomplete`` 0.3.0 pulls opencv-python, scikit-image and
+scikit-learn. Their layouts are small and fully read
 from their code, so the test writes them (saev's JSON line + torch payload, overcomplete's
 state dict) and compares with the definition.
 """
