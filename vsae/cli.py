@@ -12,6 +12,7 @@ COMMANDS = (
     "train",
     "eval",
     "extract",
+    "shards",
     "quickstart",
     "world",
     "bench",

@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from itertools import islice
+from itertools import takewhile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import torch
 
 from vsae.data.images import InputItem, iter_inputs
 from vsae.data.input_identity import data_identity, data_label
+from vsae.data.shard_format import STATE_NAME
+from vsae.data.shard_parts import part_dir
 from vsae.data.shards import ActivationWriter
 from vsae.encoders import ActivationSource, from_spec
 
@@ -130,6 +133,7 @@ def extract(
     hookpoints: Sequence[str] | None = None,
     source_opts: dict | None = None,
     extra_info: dict | None = None,
+    part: tuple[int, int] | None = None,
 ) -> dict:
     """Extract activations of ``source`` over ``data`` into WebDataset shards in ``out_dir``.
 
@@ -162,11 +166,15 @@ def extract(
         Use only the first ``limit`` inputs.
     progress : bool
         Show a tqdm progress bar.
+    part : (int, int), optional
+        ``(i, n)``: extract only part i of n of the inputs (those whose index is i modulo n)
+        into ``out_dir/part-i-of-n`` (resumable on its own); merge the n parts with
+        :func:`vsae.data.shard_parts.merge_parts`. A folder already merged is returned as it is.
 
     Returns
     -------
     dict
-        The dataset's meta.json content (``n_samples``, ``n_skipped``, ``skipped`` ...).
+        The dataset's (or the part's) meta.json content (``n_samples``, ``n_skipped`` ...).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -187,22 +195,42 @@ def extract(
     opts = dict(info.get("options") or {})
     opts.update(max_tokens=max_tokens)
     info["options"] = opts
-    writer = ActivationWriter(
-        out_dir, source.d_out, shard_size=shard_size, info=info, resume=resume
-    )
+    target = out_dir
+    if part is not None:
+        target = part_dir(out_dir, part)
+        if (Path(out_dir) / STATE_NAME).is_file():
+            # merged already, or a single-process extraction: it must be the same one, then it
+            # answers for every part
+            merged = ActivationWriter(
+                out_dir, source.d_out, shard_size=shard_size, info=info, resume=resume
+            )
+            if not merged.state.get("parts"):
+                raise FileExistsError(
+                    f"{out_dir} holds a single-process extraction; use another --out for a "
+                    "rank-split one"
+                )
+            log.info("%s is already merged (%d samples)", out_dir, merged.state["n_samples"])
+            return merged.meta()
+        info["part"] = {"index": part[0], "count": part[1]}
+    elif not (Path(out_dir) / STATE_NAME).is_file() and any(Path(out_dir).glob("part-*-of-*")):
+        raise FileExistsError(
+            f"{out_dir} holds the parts of a rank-split extraction; merge them with "
+            f"`vsae shards merge {out_dir}` (or continue them with --part i/N)"
+        )
+    writer = ActivationWriter(target, source.d_out, shard_size=shard_size, info=info, resume=resume)
     if writer.complete:
         log.info("%s is already complete (%d samples)", out_dir, writer.state["n_samples"])
         return writer.meta()
     start = writer.input_next
-    items: Iterable[InputItem] = iter_inputs(data, start=start, strict=strict)
-    if limit is not None:
-        items = islice(items, max(limit - start, 0))
+    items: Iterable[InputItem] = iter_inputs(data, start=start, strict=strict, part=part)
+    if limit is not None:  # a limit on the input index, the same for every part
+        items = takewhile(lambda it: it.index < limit, items)
     bar = None
     if progress:
         from tqdm import tqdm
 
         total = None
-        if limit is not None:
+        if limit is not None and part is None:
             total = max(limit - start, 0)
         bar = tqdm(total=total, desc=f"extract {source.spec}", unit="input", file=sys.stderr)
     last = start - 1

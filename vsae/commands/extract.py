@@ -5,9 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 HELP = "extract model activations to half-precision WebDataset shards"
+DESCRIPTION = """Extract model activations to half-precision WebDataset shards in --out.
+
+An interrupted run continues after its last complete shard when run again (the default;
+--no-resume refuses instead). The data (world spec, a folder's file list, a prompt file) is
+part of the folder's identity: other data is refused.
+
+Many processes: `torchrun --nproc_per_node N -m vsae extract ...` (or over nodes that share
+--out) gives each rank the inputs whose index is its rank modulo N; each writes and resumes
+--out/part-RANK-of-N, and rank 0 merges the parts into --out when all are done. Without
+torchrun (SLURM arrays), run `vsae extract ... --part i/N` for i = 0 .. N-1, then
+`vsae shards merge OUT`. A merged folder reads exactly like a single-process one."""
 
 
 def _csv(text: str) -> list[str]:
@@ -16,7 +28,12 @@ def _csv(text: str) -> list[str]:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``extract`` on an argparse sub-parser collection and return its parser."""
-    p = subparsers.add_parser("extract", help=HELP, description=HELP)
+    p = subparsers.add_parser(
+        "extract",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--source",
         required=True,
@@ -66,7 +83,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-resume", action="store_true", help="refuse to continue an existing dataset in --out"
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the model runs: cpu, cuda or cuda:N (under torchrun, cuda means "
+        "cuda:LOCAL_RANK); default cpu",
+    )
+    p.add_argument(
+        "--part",
+        default=None,
+        metavar="I/N",
+        help="extract only part I of N of the inputs (index modulo N) into --out/part-I-of-N, "
+        "resumable on its own; merge the N parts with `vsae shards merge OUT` (torchrun sets "
+        "the part from RANK/WORLD_SIZE and merges by itself)",
+    )
     g = p.add_argument_group("diffusers sources")
     g.add_argument(
         "--output",
@@ -133,12 +163,32 @@ def source_options(args: argparse.Namespace) -> dict:
     return opts
 
 
+def _ranks(args: argparse.Namespace) -> tuple[tuple[int, int] | None, object | None]:
+    """This process's part: from --part, or from torchrun's RANK/WORLD_SIZE (then its info)."""
+    from vsae.data.shard_parts import parse_part
+    from vsae.training.distributed import setup_distributed
+
+    part = parse_part(args.part) if args.part is not None else None
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return part, None
+    if part is not None:
+        raise ValueError("--part and torchrun both split the inputs; give one of them")
+    # gloo for the one barrier before the merge; ranks may finish hours apart
+    info = setup_distributed(backend="gloo", timeout_s=7 * 24 * 3600.0)
+    if args.device == "cuda":
+        args.device = f"cuda:{info.local_rank}"
+    return (info.rank, info.world_size), info
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``vsae extract``; print a JSON summary; return the exit code."""
+    from vsae.data.shard_parts import merge_parts
     from vsae.encoders import SourceError
     from vsae.extract import extract
+    from vsae.training.distributed import exit_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    part, dist_info = _ranks(args)
     try:
         meta = extract(
             args.source,
@@ -155,9 +205,19 @@ def run(args: argparse.Namespace) -> int:
             pretrained=args.pretrained,
             hookpoints=args.hookpoints,
             source_opts=source_options(args),
+            part=part,
         )
+        if dist_info is not None:
+            import torch.distributed as dist
+
+            dist.barrier()  # every part is complete
+            if dist_info.rank != 0:
+                exit_distributed(0)
+            meta = merge_parts(args.out)
     except (SourceError, ValueError, FileNotFoundError, FileExistsError) as exn:
         print(f"vsae extract: error: {exn}", file=sys.stderr)
+        if dist_info is not None:
+            exit_distributed(2)
         return 2
     summary = {
         "out": str(args.out),
@@ -170,7 +230,12 @@ def run(args: argparse.Namespace) -> int:
             hp: {"d": h["d"], "n_vectors": h["n_vectors"]} for hp, h in meta["hookpoints"].items()
         },
     }
+    if part is not None and dist_info is None and not meta.get("extra", {}).get("parts"):
+        summary["part"] = f"{part[0]}/{part[1]}"
+        summary["next"] = f"when all {part[1]} parts are done: vsae shards merge {args.out}"
     print(json.dumps(summary, indent=1))
+    if dist_info is not None:
+        exit_distributed(0)
     return 0
 
 

@@ -94,11 +94,35 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def iter_folder(folder, start: int = 0, strict: bool = False) -> Iterator[InputItem]:
-    """Images of a folder in sorted order; ``name.txt`` / ``name.json`` sidecars give captions."""
+def in_part(index: int, part: tuple[int, int] | None) -> bool:
+    """True when input ``index`` belongs to part ``part = (i, n)`` (every n-th input from i).
+
+    Parameters
+    ----------
+    index : int
+        Position of the input in the deterministic input order.
+    part : (int, int) or None
+        ``(i, n)`` with ``0 <= i < n``; None: every input (one process).
+
+    Returns
+    -------
+    bool
+    """
+    return part is None or index % part[1] == part[0]
+
+
+def iter_folder(
+    folder, start: int = 0, strict: bool = False, part: tuple[int, int] | None = None
+) -> Iterator[InputItem]:
+    """Images of a folder in sorted order; ``name.txt`` / ``name.json`` sidecars give captions.
+
+    With ``part = (i, n)`` only every n-th image from i is read (see :func:`in_part`).
+    """
     root = Path(folder)
     files = list_image_files(root)
     for i in range(start, len(files)):
+        if not in_part(i, part):
+            continue
         path = files[i]
         key = path.relative_to(root).as_posix()
         text, labels = None, {}
@@ -137,12 +161,16 @@ def expand_shards(data) -> list[str]:
     return urls
 
 
-def iter_webdataset(data, start: int = 0, strict: bool = False) -> Iterator[InputItem]:
+def iter_webdataset(
+    data, start: int = 0, strict: bool = False, part: tuple[int, int] | None = None
+) -> Iterator[InputItem]:
     """Samples of WebDataset image shards (jpg/jpeg/png/webp, optional txt/json), in order.
 
     A sample without an image member, or whose image cannot be decoded, is yielded with
     ``error`` set; a truncated or corrupt tar yields one error item naming the shard and
-    continues with the next shard (``strict=True`` raises instead).
+    continues with the next shard (``strict=True`` raises instead). With ``part = (i, n)``
+    only every n-th sample from i is decoded (the tars are still read through, to number
+    the samples).
     """
     import webdataset as wds
 
@@ -156,7 +184,7 @@ def iter_webdataset(data, start: int = 0, strict: bool = False) -> Iterator[Inpu
         try:
             for sample in stream:
                 i, index = index, index + 1
-                if i < start:
+                if i < start or not in_part(i, part):
                     continue
                 key = f"{os.path.basename(url)}/{sample['__key__']}"
                 text, labels = None, {}
@@ -188,14 +216,16 @@ def iter_webdataset(data, start: int = 0, strict: bool = False) -> Iterator[Inpu
             if strict:
                 raise ImageReadError(msg) from exn
             i, index = index, index + 1
-            if i >= start:
+            if i >= start and in_part(i, part):
                 yield InputItem(i, url, None, error=msg)
 
 
-def iter_iterable(items: Iterable[Any], start: int = 0) -> Iterator[InputItem]:
+def iter_iterable(
+    items: Iterable[Any], start: int = 0, part: tuple[int, int] | None = None
+) -> Iterator[InputItem]:
     """Wrap PIL images, strings (prompts) or dicts {image, text|caption, labels, key}."""
     for i, obj in enumerate(items):
-        if i < start:
+        if i < start or not in_part(i, part):
             continue
         if isinstance(obj, InputItem):
             yield obj
@@ -240,8 +270,14 @@ def parse_world(data: Any) -> tuple[int, int] | None:
     return n, seed
 
 
-def iter_world(n: int, seed: int = 0, start: int = 0, chunk: int = 256) -> Iterator[InputItem]:
-    """Scenes of the tiny world rendered on the fly (64x64), with full captions and labels."""
+def iter_world(
+    n: int, seed: int = 0, start: int = 0, chunk: int = 256, part: tuple[int, int] | None = None
+) -> Iterator[InputItem]:
+    """Scenes of the tiny world rendered on the fly (64x64), with full captions and labels.
+
+    With ``part = (i, n)`` only every n-th scene from i is rendered (a scene's pixels depend
+    on its own seed only).
+    """
     from PIL import Image
 
     try:
@@ -253,8 +289,10 @@ def iter_world(n: int, seed: int = 0, start: int = 0, chunk: int = 256) -> Itera
         ) from exn
     for lo in range(start, n, chunk):
         scenes = world.sample_scenes(min(chunk, n - lo), seed, start=lo)
-        images = world.render_scenes(scenes)
-        for j, (scene, img) in enumerate(zip(scenes, images, strict=True)):
+        mine = [j for j in range(len(scenes)) if in_part(lo + j, part)]
+        images = world.render_scenes([scenes[j] for j in mine])
+        for j, img in zip(mine, images, strict=True):
+            scene = scenes[j]
             labels = {a: scene[a] for a in world.ATTRIBUTES if a in scene}
             yield InputItem(
                 lo + j,
@@ -265,7 +303,9 @@ def iter_world(n: int, seed: int = 0, start: int = 0, chunk: int = 256) -> Itera
             )
 
 
-def iter_inputs(data: Any, start: int = 0, strict: bool = False) -> Iterator[InputItem]:
+def iter_inputs(
+    data: Any, start: int = 0, strict: bool = False, part: tuple[int, int] | None = None
+) -> Iterator[InputItem]:
     """Dispatch on ``data``: image folder, WebDataset shards, prompt file (.txt) or iterable.
 
     Parameters
@@ -278,19 +318,24 @@ def iter_inputs(data: Any, start: int = 0, strict: bool = False) -> Iterator[Inp
         Skip the first ``start`` inputs (resume).
     strict : bool
         Raise :class:`ImageReadError` on the first unreadable image instead of reporting it.
+    part : (int, int), optional
+        ``(i, n)``: only the inputs of part i of n (every n-th from i, see :func:`in_part`),
+        for rank-split extraction; the indices stay those of the whole input order.
     """
+    if part is not None and not (part[1] >= 1 and 0 <= part[0] < part[1]):
+        raise ValueError(f"part {part[0]}/{part[1]}: expected i/N with 0 <= i < N")
     world_args = parse_world(data)
     if world_args is not None:
-        return iter_world(world_args[0], world_args[1], start)
+        return iter_world(world_args[0], world_args[1], start, part=part)
     if is_webdataset(data):
-        return iter_webdataset(data, start, strict)
+        return iter_webdataset(data, start, strict, part)
     if isinstance(data, (str, os.PathLike)):
         p = Path(data)
         if p.is_dir():
-            return iter_folder(p, start, strict)
+            return iter_folder(p, start, strict, part)
         if p.suffix == ".txt" and p.is_file():
-            return iter_iterable(read_prompts(p), start)
+            return iter_iterable(read_prompts(p), start, part)
         raise FileNotFoundError(
             f"--data {data}: not a folder, a .tar shard pattern or a .txt prompt file"
         )
-    return iter_iterable(data, start)
+    return iter_iterable(data, start, part)

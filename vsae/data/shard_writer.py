@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import DataError, find_nonfinite
 from .shard_format import (
     AUTO_COMPRESS_BELOW,
     FORMAT_VERSION,
@@ -219,10 +220,15 @@ class ActivationWriter:
         input_index : int
             Position of the input in the (deterministic) input order; used for resume.
         arrays : dict
-            Hookpoint -> array [T, D] (or [D]); stored as float16 (values beyond +-65504 are
-            clamped and counted in meta.json ``n_clamped``).
+            Hookpoint -> array [T, D] (or [D]); stored as float16 (finite values beyond
+            +-65504 are clamped and counted in meta.json ``n_clamped``).
         info : dict
             JSON-serialisable per-sample metadata (source key, caption, labels, timestep ...).
+
+        Raises
+        ------
+        DataError
+            An array holds NaN or inf (never stored: a shard folder holds finite values only).
         """
         if set(arrays) != set(self.hookpoints):
             raise ValueError(
@@ -252,6 +258,15 @@ class ActivationWriter:
             d = self.hookpoints[hp]
             if arr.ndim != 2 or arr.shape[1] != d:
                 raise ValueError(f"hookpoint {hp!r}: array shape {arr.shape}, expected [T, {d}]")
+            found = find_nonfinite(arr)
+            if found is not None:
+                key = (info or {}).get("source_key", f"input {input_index}")
+                raise DataError(
+                    f"{key} (input {input_index}): the {hp!r} activations hold NaN or inf "
+                    f"({found.n_bad} of {found.n_rows} rows; the first: row "
+                    f"{int(found.bad_rows[0])}, column {found.first_col}); refusing to store "
+                    "them (the shards already committed are kept)"
+                )
             over = np.abs(arr) > FP16_MAX
             if over.any():
                 p.n_clamped[hp] += int(over.sum())
