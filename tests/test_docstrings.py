@@ -38,6 +38,7 @@ MODULES = (
     "vsae.data.array_source",
     "vsae.data.held_out",
     "vsae.data.iterable_source",
+    "vsae.data.shard_parts",
     "vsae.data.shard_samples",
     "vsae.data.sources",
     "vsae.data.synthetic",
