@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from vsae.data import DataError, open_source
 from vsae.data.checks import check_batch, check_metrics, open_npy
 from vsae.interop import FORMATS, load
 from vsae.metrics import evaluate
+from vsae.sae import CheckpointError
 
 DESCRIPTION = """Print the SAE's metrics on DATA as one JSON object (strict JSON):
   fvu         fraction of variance unexplained, sum ||x - x_hat||^2 / sum ||x - mean(x)||^2
@@ -117,7 +120,19 @@ def open_eval_data(args: argparse.Namespace) -> tuple[int, int, Iterator[Tensor]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print one JSON object (errors: one line on stderr, exit 2, via vsae.cli)."""
+    """Evaluate and print one JSON object; bad input: one line on stderr and exit 2."""
+    try:
+        metrics = _evaluate(args)
+    except (CheckpointError, DataError, ValueError) as err:
+        print(f"vsae eval: error: {' '.join(str(err).split())}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        return 2
+    print(json.dumps(metrics, indent=2, allow_nan=False))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, float]:
     options = {} if args.top_k is None else {"top_k": args.top_k}
     sae = load(args.sae_dir, format=args.format, **options)
     width, n_rows, batches = open_eval_data(args)
@@ -133,5 +148,4 @@ def run(args: argparse.Namespace) -> int:
     check_metrics(metrics, f"{args.data}")
     if args.skip_nonfinite:
         metrics["nonfinite_rows_dropped"] = n_rows - int(metrics["n_samples"])
-    print(json.dumps(metrics, indent=2, allow_nan=False))
-    return 0
+    return metrics
