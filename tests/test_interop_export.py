@@ -150,3 +150,19 @@ def test_imported_provenance_survives_a_vsae_save(tmp_path):
     x = _data(8)[:B]
     with torch.no_grad():
         assert torch.equal(vsae.load(tmp_path / "v")(x).recon, sae(x).recon)
+
+
+def test_converted_block_sae_carries_its_output_mode_for_interventions(tmp_path):
+    from vsae.interventions.block_sae import load_block_sae
+
+    folder = tmp_path / "unet.up_blocks.0.attentions.1_k10_hidden5120_auxk256_bs4096_lr0.0001"
+    (folder / "final").mkdir(parents=True)
+    cfg = {"n_dirs_local": N, "d_model": D, "k": 5, "auxk": 8, "dead_steps_threshold": 100}
+    (folder / "final" / "config.json").write_text(json.dumps(cfg))
+    torch.save({"state_dict": ref.unbox_state(D, N, 4)}, folder / "final" / "state_dict.pth")
+    vsae.load(folder / "final").save(tmp_path / "v")
+    block = load_block_sae(tmp_path / "v", "up_blocks.0.attentions.1")
+    assert block.output == "update"  # read from the provenance the import recorded
+    x = _data(9)[:B]
+    with torch.no_grad():
+        assert torch.equal(block.sae(x).recon, vsae.load(folder / "final")(x).recon)
