@@ -242,3 +242,20 @@ def test_overcomplete_needs_top_k_and_reads_archetypal(tmp_path):
     W = state["dictionary.W"] / state["dictionary.W"].sum(-1, keepdim=True)
     atoms = (W @ C + state["dictionary.Relax"]) * torch.exp(torch.tensor(-0.2))
     _check(sae, codes, codes @ atoms, x)
+
+
+def test_overcomplete_tied_encoder_uses_the_dictionary(tmp_path):
+    # SAE.tied(): TieableEncoder without its own weight, x D^T (+ bias), then ReLU
+    g = ref.gen(15)
+    w = torch.randn(N, D, generator=g)
+    state = {
+        "encoder.bias": torch.randn(N, generator=g) * 0.1,
+        "dictionary._weights": w,
+        "dictionary.multiplier": torch.tensor(0.1),
+    }
+    torch.save(state, tmp_path / "tied.pt")
+    sae = vsae.load(tmp_path / "tied.pt", top_k=4)
+    atoms = w / (w.norm(dim=1, keepdim=True) + 1e-8) * torch.exp(torch.tensor(0.1))
+    x = _x(10)
+    codes = ref.topk_scatter(torch.relu(x @ atoms.T + state["encoder.bias"]), 4)
+    _check(sae, codes, codes @ atoms, x)
