@@ -152,7 +152,7 @@ def test_sdxl_unbox_equals_its_definition(tmp_path):
     s = ref.unbox_state(D, N, seed=8)
     torch.save({"state_dict": s}, folder / "state_dict.pth")
     torch.save(torch.rand(N) * 20, folder / "mean.pt")
-    sae = vsae.load(folder)
+    sae = vsae.load(folder.parent)  # the run folder resolves to its one checkpoint, final/
     x = _x(5, scale=2.0)
     codes, recon = ref.unbox_forward(5, s, x)
     _check(sae, codes, recon, x)

@@ -33,8 +33,9 @@ def _found(path: Path) -> str:
 def detect(path: Path, formats: dict[str, SAEFormat]) -> tuple[str, Path]:
     """The format of the checkpoint at ``path``, and the path to read.
 
-    A folder that matches no format itself but holds exactly one checkpoint file of a
-    file format (MSAE, saev, overcomplete) resolves to that file.
+    A folder that matches no format itself but holds exactly one checkpoint (a file of a file
+    format: MSAE, saev, overcomplete; or one subfolder, such as sdxl-unbox's ``final/``)
+    resolves to it.
 
     Parameters
     ----------
@@ -63,6 +64,11 @@ def detect(path: Path, formats: dict[str, SAEFormat]) -> tuple[str, Path]:
         if len(hits) == 1:
             log.info("%s: detected format %r in %s", path, hits[0][0], hits[0][1].name)
             return hits[0]
+        subs = [p for p in sorted(path.iterdir()) if p.is_dir()]
+        sub_hits = [(n, p) for p in subs for n, f in formats.items() if f.matches(p)]
+        if len(sub_hits) == 1:  # e.g. sdxl-unbox's <run>/final, a one-hookpoint sparsify run
+            log.info("%s: detected format %r in %s/", path, sub_hits[0][0], sub_hits[0][1].name)
+            return sub_hits[0]
         hooks = hookpoint_folders(path)
         if hooks:
             raise InteropError(
