@@ -268,8 +268,9 @@ def _sampled_dots(a_BD: Tensor, b_ND: Tensor, cols_M: Tensor, offsets_B: Tensor)
 
 class _SparseDecode(torch.autograd.Function):
     """out_BD = sum of vals * W[cols] per row (``F.embedding_bag``), with a faster CPU backward:
-    the value gradient by ``_sampled_dots`` and the dictionary gradient by ``_scatter_rows``
-    (about 3x faster than ``embedding_bag``'s own backward at SAE sizes)."""
+    both gradients from one column-grouped pass (``_column_grouped_grads``); when only one is
+    needed, the value gradient by ``_sampled_dots`` or the dictionary gradient by
+    ``_scatter_rows`` (about 3x faster than ``embedding_bag``'s own backward at SAE sizes)."""
 
     @staticmethod
     def forward(ctx, vals_M, W_ND, sel):
@@ -285,11 +286,41 @@ class _SparseDecode(torch.autograd.Function):
         sel = ctx.sel
         grad_BD = grad_BD.contiguous()
         grad_vals = grad_W = None
+        if ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:
+            return (*_column_grouped_grads(sel, vals_M, W_ND, grad_BD), None)
         if ctx.needs_input_grad[0]:
             grad_vals = _sampled_dots(grad_BD, W_ND, sel.cols_M, sel.offsets_B)
         if ctx.needs_input_grad[1]:
             grad_W = _scatter_rows(sel, vals_M, grad_BD)
         return grad_vals, grad_W, None
+
+
+def _column_grouped_grads(
+    sel: Selection, vals_M: Tensor, W_ND: Tensor, grad_BD: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Both gradients of ``out = sum of vals * W[cols] per row`` from one column-grouped pass.
+
+    ``grad_W[c] = sum of vals * grad_out[row]`` over column c's entries is an embedding bag per
+    column (``_scatter_rows``); the backward of its per-sample weights is
+    ``grad_out[row] . W[c]``, exactly ``grad_vals``. In column order each atom row stays in
+    cache for all its entries, so on CPU these dots run ~2.5x faster than the row-ordered
+    ``_sampled_dots`` (measured at B = 1024, N = 16384, D = 768, 2M entries), and the scatter
+    comes with them.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(grad_vals_M, grad_W_ND)``.
+    """
+    order_M, offsets_N = sel.column_bags
+    w_M = vals_M.detach()[order_M].requires_grad_(True)
+    with torch.enable_grad():
+        grad_W = F.embedding_bag(
+            sel.rows_M[order_M], grad_BD.detach(), offsets_N, mode="sum", per_sample_weights=w_M
+        )
+        (dots_M,) = torch.autograd.grad(grad_W, w_M, W_ND.detach())
+    grad_vals = torch.empty_like(dots_M).index_copy_(0, order_M, dots_M)
+    return grad_vals, grad_W.detach()
 
 
 def sparse_decode(sel: Selection, vals_M: Tensor, W_dec_ND: Tensor) -> Tensor:
