@@ -9,6 +9,7 @@ import torch
 from conftest import run_cli
 
 from vsae import SAEConfig, build
+from vsae.bench.speed_msae import roofline_flops
 from vsae.sae.reference_model import (
     DenseReferenceSAE,
     boundary_ties,
@@ -155,4 +156,31 @@ def test_bench_speed_quick_cli(tmp_path):
         "ra_vs_topk",
         "topk_encoder_share",
         "memory_n65536",
+        "msae_roofline",
+        "msae_trained_vs_topk",
     }
+    (roof,) = printed["msae_roofline"]  # MSAE, TopK and the GEMM alternating in one process
+    model = roofline_flops(64, 256, 32, tuple(roof["levels"]))
+    assert roof["roofline"] == model and roof["levels"] == [4, 8, 16, 32, 64, 128, 256]
+    assert roof["roofline_s"] == pytest.approx(model["total_flops"] / roof["gemm_flops_per_s"])
+    assert roof["ratio_to_roofline"] == pytest.approx(
+        roof["msae_step_s_median"] / roof["roofline_s"]
+    )
+    assert 0.3 < roof["positive_fraction"] < 0.7  # standard-normal inputs at init
+    assert len(roof["plan"]["sparse_chunks"]) == 6
+    trained = printed["msae_trained"]
+    assert trained["trained_steps"] == 20 and len(trained["positive_fraction_during"]) == 1
+    assert 0 < trained["positive_fraction"] < 1
+    assert named["msae_trained_vs_topk"]["values"] == [trained["msae_over_topk"]]
+    assert named["msae_roofline"]["values"] == [roof["ratio_to_roofline"]]
+
+
+def test_roofline_flop_model():
+    levels = (32, 64, 128, 256, 512, 1024, 2048, 16384)
+    model = roofline_flops(1024, 16384, 768, levels)
+    assert model["dense_products"] == 5
+    assert model["dense_flops"] == 2 * 5 * 1024 * 16384 * 768  # ~129 GFLOP
+    assert model["sparse_flops"] == 2 * 3 * 1024 * 4064 * 768  # ~19 GFLOP
+    no_dense = roofline_flops(16, 37, 8, (2, 5, 9))
+    assert no_dense["dense_flops"] == 2 * 16 * 37 * 8
+    assert no_dense["sparse_flops"] == 2 * 3 * 16 * 16 * 8
