@@ -82,6 +82,7 @@ MODULES = (
     "vsae.sae.registry",
     "vsae.sae.relu",
     "vsae.sae.sparse",
+    "vsae.sae.sparse_cost",
     "vsae.sae.topk",
     "vsae.training",
     "vsae.training.optim",
