@@ -14,16 +14,22 @@ import torch
 
 import vsae
 
-# sparsify decodes with triton kernels when triton imports; on a CPU-only machine its own
-# switch selects the eager decoder (an index + matmul, the same sum).
-os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
-sparsify = pytest.importorskip("sparsify", reason="pip install -e '.[interop-test]'")
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sparsify():
+    """The library, imported only when these tests run (not at collection: it takes ~20 s)."""
+    # sparsify decodes with triton kernels when triton imports; on a CPU-only machine its own
+    # switch selects the eager decoder (an index + matmul, the same sum).
+    os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
+    return pytest.importorskip("sparsify", reason="pip install -e '.[interop-test]'")
+
 
 D, N, K, B = 24, 96, 6, 40
 
 
-def _real_coder(seed: int):
+def _real_coder(sparsify, seed: int):
     coder = sparsify.SparseCoder(D, sparsify.SparseCoderConfig(num_latents=N, k=K))
     g = ref.gen(seed)
     with torch.no_grad():
@@ -41,8 +47,8 @@ def _real_outputs(coder, x):
         return codes, coder.decode(top_acts, top_idx)
 
 
-def test_real_sparsify_checkpoint_into_vsae_and_back(tmp_path):
-    coder = _real_coder(31)
+def test_real_sparsify_checkpoint_into_vsae_and_back(tmp_path, sparsify):
+    coder = _real_coder(sparsify, 31)
     coder.save_to_disk(tmp_path / "layers.5")
     x = torch.randn(B, D, generator=ref.gen(1)) * 2
     codes, recon = _real_outputs(coder, x)
@@ -60,7 +66,7 @@ def test_real_sparsify_checkpoint_into_vsae_and_back(tmp_path):
     assert list(loaded) == ["layers.5"]
 
 
-def test_vsae_trained_topk_exports_to_real_sparsify(tmp_path):
+def test_vsae_trained_topk_exports_to_real_sparsify(tmp_path, sparsify):
     sae = vsae.build(vsae.SAEConfig(arch="topk", d_in=D, n_latents=N, k=K, seed=2))
     data = torch.randn(500, D, generator=ref.gen(3)) * 3 + 1.5
     sae.init_from_data(data)  # normalisation folded into the export
