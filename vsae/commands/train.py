@@ -27,7 +27,18 @@ CONFIG is a YAML file with three sections (see configs/):
   data:   either `synthetic: {...}` (SyntheticConfig fields) or `path: FILE.npy`
 The run folder receives cfg.json + sae.safetensors (load with vsae.load(DIR)),
 metrics.json (the final evaluation), metrics.jsonl (the training log) and,
-with train.ckpt_every > 0, checkpoint.pt for --resume."""
+with train.ckpt_every > 0, checkpoint.pt for --resume.
+
+Checkpoint more often (less lost to a kill): --set train.ckpt_every=100 writes checkpoint.pt
+every 100 steps (0: never); --set train.eval_every=N logs a held-out evaluation every N steps.
+
+Bad data stops the run before training with one line naming the file: a dtype other than
+float16/bfloat16/float32/float64, an empty file, a file that is not a numeric .npy array, or
+rows holding NaN or inf (the first bad row and column, and how many rows). --skip-nonfinite
+drops those rows instead (the normalisation statistics see checked rows only) and the output's
+nonfinite_rows_dropped counts them; --skip-corrupt-shards skips corrupt or truncated shards of
+a shard folder (named on stderr; corrupt_shards_skipped counts them). A non-finite final
+metric is an error (exit 2), and the printed JSON is strict."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +85,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace the run in a non-empty --out: its checkpoint.pt, metrics and SAE are "
         "removed first (without --resume or --overwrite a non-empty --out is refused)",
+    )
+    p.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="drop rows holding NaN or inf instead of refusing the data; the output's "
+        "nonfinite_rows_dropped says how many",
+    )
+    p.add_argument(
+        "--skip-corrupt-shards",
+        action="store_true",
+        help="shard folders: skip a corrupt or truncated shard (named on stderr) instead of "
+        "stopping; the output's corrupt_shards_skipped says how many",
     )
     p.set_defaults(run=run)
 
@@ -143,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             hookpoint=args.hookpoint,
             num_workers=args.workers,
+            skip_nonfinite=args.skip_nonfinite,
+            skip_corrupt=args.skip_corrupt_shards,
         )
         if info.is_main:
             write_provenance(out, provenance(args, run_cfg))
@@ -157,7 +182,13 @@ def run(args: argparse.Namespace) -> int:
         cleanup_distributed(wait=False)  # a peer may never reach a barrier
         raise
     if info.is_main:
-        print(json.dumps(metrics, indent=2))
+        for key, what in (
+            ("nonfinite_rows_dropped", "rows holding NaN or inf dropped"),
+            ("corrupt_shards_skipped", "corrupt shards skipped"),
+        ):
+            if key in metrics:
+                print(f"vsae train: {metrics[key]} {what}", file=sys.stderr)
+        print(json.dumps(metrics, indent=2, allow_nan=False))
     if info.distributed:
         exit_distributed(0)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import DataError, find_nonfinite
 from .shard_format import STORE_DTYPE, ShardError, decode_array, read_meta
 from .shard_samples import iter_shard_samples
 
@@ -81,6 +84,12 @@ class ShardConfig:
         Override the rank / world size (default: torch.distributed or RANK/WORLD_SIZE env).
     device : str or torch.device, optional
         Move every batch there.
+    skip_corrupt : bool
+        Skip a shard found corrupt or truncated (a warning on stderr names it; the samples
+        read from it before the damage showed are kept) instead of raising ``ShardError``.
+    check_finite : bool
+        Raise ``DataError`` naming the shard, sample, row and column when a sample holds NaN
+        or inf (False: pass them on, for a consumer that drops them).
     """
 
     batch_size: int
@@ -95,6 +104,8 @@ class ShardConfig:
     rank: int | None = None
     world_size: int | None = None
     device: str | torch.device | None = None
+    skip_corrupt: bool = False
+    check_finite: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -194,6 +205,21 @@ class ShardBatches(torch.utils.data.IterableDataset):
             epoch_vectors = self.total_vectors  # ranks must see equal batch counts
         self.epoch_vectors = epoch_vectors
         self.epoch = 0
+        self.skip_corrupt = cfg.skip_corrupt
+        self.check_finite = cfg.check_finite
+        # one flag per shard, shared with DataLoader workers: which shards were skipped
+        self._corrupt = multiprocessing.Array("b", len(self.urls)) if cfg.skip_corrupt else None
+
+    def corrupt_shards(self) -> list[str]:
+        """The shards skipped as corrupt so far (``skip_corrupt``), in meta.json order.
+
+        Returns
+        -------
+        list of str
+        """
+        if self._corrupt is None:
+            return []
+        return [u for u, flag in zip(self.urls, self._corrupt[:], strict=True) if flag]
 
     # -- sizes ---------------------------------------------------------------------------------
 
@@ -232,18 +258,35 @@ class ShardBatches(torch.utils.data.IterableDataset):
         if not sample_split and n_slots > 1:
             # split_by_node then split_by_worker, as one slot index (rank * workers + worker)
             stream = (u for i, u in enumerate(stream) if i % n_slots == slot)
-        for i, sample in enumerate(iter_shard_samples(stream, self.expected)):
-            if sample_split and i % n_slots != slot:
-                continue
-            where = f"{sample.get('__url__')} sample {sample.get('__key__')}"
-            if self.field not in sample:
-                raise ShardError(f"{where}: member {self.field!r} missing")
-            x = decode_array(sample[self.field], where)
-            if x.ndim == 1:
-                x = x[None]
-            if x.ndim != 2 or x.shape[1] != self.d:
-                raise ShardError(f"{where}: array shape {x.shape}, expected [T, {self.d}]")
-            yield x
+        i = -1
+        for url in stream:
+            try:
+                for sample in iter_shard_samples([url], self.expected):
+                    i += 1
+                    if sample_split and i % n_slots != slot:
+                        continue
+                    yield self._decode(sample)
+            except ShardError as err:
+                if not self.skip_corrupt:
+                    raise
+                index = self.urls.index(url)
+                if not self._corrupt[index]:
+                    self._corrupt[index] = 1
+                    print(f"vsae: skipping corrupt shard: {err}", file=sys.stderr, flush=True)
+
+    def _decode(self, sample: dict) -> np.ndarray:
+        where = f"{sample.get('__url__')} sample {sample.get('__key__')}"
+        if self.field not in sample:
+            raise ShardError(f"{where}: member {self.field!r} missing")
+        x = decode_array(sample[self.field], where)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise ShardError(f"{where}: array shape {x.shape}, expected [T, {self.d}]")
+        if self.check_finite and not np.isfinite(x).all():
+            found = find_nonfinite(x)
+            raise DataError(found.message(where))
+        return x
 
     def _batches(self, slot: int, n_slots: int, n_batches: int | None) -> Iterator[torch.Tensor]:
         epoch = self.epoch
@@ -335,6 +378,15 @@ class _Loader:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def corrupt_shards(self) -> list[str]:
+        """The shards skipped as corrupt so far (with ``skip_corrupt``; workers' too).
+
+        Returns
+        -------
+        list of str
+        """
+        return self.dataset.corrupt_shards()
+
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter()`` epoch ``epoch`` (later ones count on from it).
 
@@ -390,6 +442,12 @@ def open_batches(directory: str | Path, batch_size: int, **fields: object) -> _L
         Override the rank / world size (default: torch.distributed or RANK/WORLD_SIZE env).
     device : str or torch.device, optional
         Move every batch there.
+    skip_corrupt : bool
+        Skip corrupt or truncated shards (each named once on stderr; ``corrupt_shards()``
+        lists them) instead of raising ``ShardError``.
+    check_finite : bool
+        Refuse a sample holding NaN or inf (``DataError`` naming the shard, sample, row and
+        column); False passes such rows on.
 
     Returns
     -------

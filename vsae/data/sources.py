@@ -152,7 +152,11 @@ class SourceConfig:
         Reader processes of a shard folder (0 reads in the calling process).
     skip_nonfinite : bool
         Drop rows holding NaN or inf (an array's once when opened, a stream's batch by
-        batch) instead of refusing an array that has them (``vsae.data.checks``).
+        batch) instead of refusing an array that has them (``vsae.data.checks``). The
+        source's ``skipped`` counts them.
+    skip_corrupt : bool
+        A shard folder's corrupt or truncated shards are skipped (named on stderr, listed by
+        the source's ``skipped``) instead of stopping with ``ShardError``.
     """
 
     batch_size: int = 4096
@@ -164,6 +168,7 @@ class SourceConfig:
     hookpoint: str | None = None
     num_workers: int = 0
     skip_nonfinite: bool = False
+    skip_corrupt: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -206,13 +211,20 @@ def open_source(x: object, cfg: SourceConfig | None = None, **fields: object) ->
     cfg = _config(cfg, fields)
     if isinstance(x, (ArraySource, IterableSource)):
         return x
+    skipped = Skipped()
     if isinstance(x, (str, Path)) and Path(x).is_dir():
-        return _shard_source(Path(x), cfg)
+        source = _shard_source(Path(x), cfg, skipped)
+        source.skipped = skipped
+        return source
     arr = as_array(x, cfg.skip_nonfinite)
     if arr is not None:
         rank = 0 if cfg.rank is None else cfg.rank
         world = 1 if cfg.world_size is None else cfg.world_size
-        return ArraySource(arr, cfg.batch_size, cfg.seed, cfg.eval_samples, rank, world)
+        rows = open_npy(x).shape[0] if isinstance(x, (str, Path)) else x.shape[0]
+        skipped.nonfinite_rows = int(rows) - int(arr.shape[0])
+        source = ArraySource(arr, cfg.batch_size, cfg.seed, cfg.eval_samples, rank, world)
+        source.skipped = skipped
+        return source
     if isinstance(x, (str, Path)):
         raise DataError(f"{x}: expected a .npy file or a shard folder")
     if not isinstance(x, Iterable):
@@ -220,7 +232,35 @@ def open_source(x: object, cfg: SourceConfig | None = None, **fields: object) ->
             f"cannot read batches from {type(x).__name__}: expected an array, a .npy file, "
             "a shard folder or an iterable of [B, D] batches"
         )
-    return _iterable_source(x, cfg)
+    source = _iterable_source(x, cfg, skipped)
+    source.skipped = skipped
+    return source
+
+
+@dataclass
+class Skipped:
+    """What a source opened by :func:`open_source` has left out so far (its ``skipped``).
+
+    Attributes
+    ----------
+    nonfinite_rows : int
+        Rows dropped for NaN or inf (``skip_nonfinite``): an array's once, a stream's as its
+        batches are read (a second pass over a stream counts its rows again).
+    loader : object, optional
+        A shard folder's loader, whose ``corrupt_shards()`` lists the shards skipped.
+    """
+
+    nonfinite_rows: int = 0
+    loader: object | None = None
+
+    def corrupt_shards(self) -> list[str]:
+        """The shards skipped as corrupt (``skip_corrupt``), in the folder's order.
+
+        Returns
+        -------
+        list of str
+        """
+        return [] if self.loader is None else list(self.loader.corrupt_shards())
 
 
 def source_width(x: object, hookpoint: str | None = None) -> int:
@@ -321,7 +361,7 @@ def checked_array(
     return arr[torch.from_numpy(keep)] if isinstance(arr, Tensor) else np.asarray(arr[keep])
 
 
-def _shard_source(path: Path, cfg: SourceConfig) -> IterableSource:
+def _shard_source(path: Path, cfg: SourceConfig, skipped: Skipped) -> IterableSource:
     """An IterableSource over a shard folder's shuffled batches (split across DDP ranks)."""
     ddp = {} if cfg.rank is None else {"rank": cfg.rank}
     if cfg.world_size is not None:
@@ -333,32 +373,40 @@ def _shard_source(path: Path, cfg: SourceConfig) -> IterableSource:
             hookpoint=cfg.hookpoint,
             seed=cfg.seed,
             num_workers=cfg.num_workers,
+            # the reader names the shard of a non-finite row; with skip_nonfinite the rows
+            # pass on to be dropped (and counted) below
+            check_finite=not cfg.skip_nonfinite,
+            skip_corrupt=cfg.skip_corrupt,
             **ddp,
         )
     except (ShardError, ValueError, KeyError) as err:
         raise DataError(f"{path}: {err}") from None
-    return _iterable_source(loader, cfg)
+    skipped.loader = loader
+    return _iterable_source(loader, cfg, skipped)
 
 
-def _iterable_source(batches: Iterable, cfg: SourceConfig) -> IterableSource:
+def _iterable_source(batches: Iterable, cfg: SourceConfig, skipped: Skipped) -> IterableSource:
     """An IterableSource; with ``skip_nonfinite`` each batch loses its non-finite rows first."""
     if cfg.skip_nonfinite:
         one_shot = iter(batches) is batches
-        batches = _finite_rows(batches) if one_shot else _FiniteRows(batches)
+        batches = _finite_rows(batches, skipped) if one_shot else _FiniteRows(batches, skipped)
     hold = max(cfg.eval_samples, cfg.hold)
     return IterableSource(batches, cfg.batch_size, cfg.eval_samples, hold)
 
 
-def _finite_rows(batches: Iterable) -> Iterator[Tensor]:
+def _finite_rows(batches: Iterable, skipped: Skipped) -> Iterator[Tensor]:
     for i, x_BD in enumerate(batches):
-        yield check_batch(x_BD, f"batch {i}", skip_nonfinite=True)
+        kept_BD = check_batch(x_BD, f"batch {i}", skip_nonfinite=True)
+        skipped.nonfinite_rows += int(x_BD.shape[0] - kept_BD.shape[0])
+        yield kept_BD
 
 
 class _FiniteRows:
     """A re-iterable view of batches without their non-finite rows (``check_batch``)."""
 
-    def __init__(self, batches: Iterable) -> None:
+    def __init__(self, batches: Iterable, skipped: Skipped) -> None:
         self.batches = batches
+        self.skipped = skipped
         self.d = getattr(batches, "d", None)
 
     def set_epoch(self, epoch: int) -> None:
@@ -368,7 +416,7 @@ class _FiniteRows:
             set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Tensor]:
-        return _finite_rows(self.batches)
+        return _finite_rows(self.batches, self.skipped)
 
 
 def _config(cfg: SourceConfig | None, fields: dict[str, object]) -> SourceConfig:

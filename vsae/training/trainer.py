@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from vsae.config import SAEConfig, TrainConfig, to_dict
 from vsae.data import BatchSource, DataError, open_source
+from vsae.data.checks import check_metrics
 from vsae.metrics import evaluate
 from vsae.sae import BaseSAE, build
 from vsae.sae.io import CheckpointError
@@ -45,6 +46,8 @@ def make_source(
     min_hold: int = 0,
     hookpoint: str | None = None,
     num_workers: int = 0,
+    skip_nonfinite: bool = False,
+    skip_corrupt: bool = False,
 ) -> BatchSource:
     """The training data opened with ``vsae.data.open_source`` at the run's batch size and seed.
 
@@ -65,6 +68,10 @@ def make_source(
         Which hookpoint of a shard folder.
     num_workers : int
         Reader processes of a shard folder.
+    skip_nonfinite : bool
+        Drop rows holding NaN or inf instead of refusing the data.
+    skip_corrupt : bool
+        Skip a shard folder's corrupt shards instead of stopping.
 
     Returns
     -------
@@ -85,6 +92,8 @@ def make_source(
         world_size=world_size,
         hookpoint=hookpoint,
         num_workers=num_workers,
+        skip_nonfinite=skip_nonfinite,
+        skip_corrupt=skip_corrupt,
     )
 
 
@@ -123,6 +132,8 @@ def train(
     *,
     hookpoint: str | None = None,
     num_workers: int = 0,
+    skip_nonfinite: bool = False,
+    skip_corrupt: bool = False,
 ) -> tuple[BaseSAE, dict[str, float]]:
     """Train an SAE and return it with its final evaluation metrics.
 
@@ -147,16 +158,32 @@ def train(
         Which hookpoint of a shard folder (needed when it holds several).
     num_workers : int
         Reader processes of a shard folder (0 reads in the training process).
+    skip_nonfinite : bool
+        Drop rows holding NaN or inf (counted in the metrics' ``nonfinite_rows_dropped``)
+        instead of refusing the data; the normalisation statistics see checked rows only.
+    skip_corrupt : bool
+        Skip a shard folder's corrupt shards (counted in ``corrupt_shards_skipped``) instead
+        of stopping with ``ShardError``.
 
     Returns
     -------
     (BaseSAE, dict)
         The trained model (eval mode) and its metrics on the held-out set.
+
+    Raises
+    ------
+    DataError
+        Data that cannot be opened or holds non-finite rows (without ``skip_nonfinite``), or
+        a non-finite final metric (nothing is written then; the last checkpoint stays).
+    TrainingError
+        A non-finite loss.
     """
     rank, world = _dist()
     main_proc = rank == 0
     min_hold = sae_cfg.num_candidates if sae_cfg.arch == "archetypal" else 0
-    source = make_source(data, train_cfg, rank, world, min_hold, hookpoint, num_workers)
+    source = make_source(
+        data, train_cfg, rank, world, min_hold, hookpoint, num_workers, skip_nonfinite, skip_corrupt
+    )
     source.prepare()  # an iterable's held-out prefix is read before seeding, as always
     if sae_cfg.d_in != source.d:
         raise DataError(f"data has width {source.d}; the SAE config says d_in={sae_cfg.d_in}")
@@ -271,10 +298,16 @@ def train(
     metrics = evaluate(sae, source.eval_batches())
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["steps"] = float(steps)
+    check_metrics(metrics, "the held-out evaluation rows")
+    skipped = getattr(source, "skipped", None)
+    if skip_nonfinite and skipped is not None:
+        metrics["nonfinite_rows_dropped"] = skipped.nonfinite_rows
+    if skip_corrupt and skipped is not None:
+        metrics["corrupt_shards_skipped"] = len(skipped.corrupt_shards())
     if out is not None and main_proc:
         log.write(steps, {f"eval/{k}": v for k, v in metrics.items()})
         sae.save(out)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return sae, metrics
 
 
