@@ -140,3 +140,14 @@ def test_bad_format_name_options_and_paths(tmp_path):
     with pytest.raises(vsae.InteropError, match="missing key 'd_sae'"):
         ref.write_saelens(tmp_path / "nok", {"d_in": D}, ref.saelens_tensors(D, N, 0))
         vsae.load(tmp_path / "nok")
+
+
+def test_broken_vsae_folders_keep_load_sae_errors(tmp_path):
+    sae = vsae.build(vsae.SAEConfig(arch="topk", d_in=D, n_latents=N, k=3))
+    sae.save(tmp_path / "v")
+    (tmp_path / "v" / "sae.safetensors").unlink()
+    with pytest.raises(vsae.CheckpointError, match=r"sae\.safetensors: no such file"):
+        vsae.load(tmp_path / "v")
+    (tmp_path / "v" / "cfg.json").write_text("{not json")
+    with pytest.raises(vsae.CheckpointError, match=r"cfg\.json: not valid JSON"):
+        vsae.load(tmp_path / "v")

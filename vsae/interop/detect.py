@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from vsae.interop.common import InteropError, SAEFormat, read_torch
+from vsae.interop.common import InteropError, SAEFormat, read_json, read_torch
 from vsae.interop.sparsify import hookpoint_folders
 
 log = logging.getLogger("vsae.interop")
@@ -80,6 +80,9 @@ def detect(path: Path, formats: dict[str, SAEFormat]) -> tuple[str, Path]:
         return found[0], path
     if not found and path.is_file() and path.suffix in TORCH_SUFFIXES:
         read_torch(path, str(path))  # a refused (pickled) or truncated file says so itself
+    for cfg in ("cfg.json", "config.json"):
+        if not found and path.is_dir() and (path / cfg).is_file():
+            read_json(path / cfg)  # an unreadable config says so itself
     what = "ambiguous layout, matches " + " and ".join(found) if found else "unknown layout"
     raise InteropError(
         f"{path}: {what}; found {_found(path)}; pass format= one of {', '.join(formats)}"

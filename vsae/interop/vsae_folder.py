@@ -8,7 +8,7 @@ from typing import Any
 
 from vsae.interop.common import SAEFormat, no_options
 from vsae.sae.base import BaseSAE
-from vsae.sae.io import CFG_NAME, WEIGHTS_NAME, read_provenance, save_sae
+from vsae.sae.io import CFG_NAME, read_provenance, save_sae
 from vsae.sae.registry import load_sae
 
 
@@ -29,8 +29,8 @@ class VsaeFormat(SAEFormat):
         -------
         bool
         """
-        cfg = path / CFG_NAME
-        if not (path.is_dir() and cfg.is_file() and (path / WEIGHTS_NAME).is_file()):
+        cfg = path / CFG_NAME  # the weights file may be missing: load_sae then says so
+        if not (path.is_dir() and cfg.is_file()):
             return False
         try:
             data = json.loads(cfg.read_text())
