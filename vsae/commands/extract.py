@@ -43,13 +43,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrained",
         default=None,
-        help="weights tag or local checkpoint path; 'none' for random weights",
+        help="weights tag (e.g. laion2b_s34b_b79k; needs the local cache offline) or a local "
+        "checkpoint path; 'none' means random weights for open_clip:/timm:/diffusers: but the "
+        "shipped trained weights for world: (the tiny world's models)",
     )
     p.add_argument(
         "--data",
         required=True,
         help="image folder, WebDataset tars (a.tar, 'd/{000..009}.tar', 'd/*.tar'), "
-        "prompt .txt file, or world[:N] for the tiny world's generator",
+        "prompt .txt file, or world[:N[:SEED]] for the tiny world's generator (N scenes, "
+        "default 1000, of scene seed SEED, default 0)",
     )
     p.add_argument(
         "--hookpoints",
@@ -59,7 +62,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(timm), down_blocks.2.attentions.1 (diffusers)",
     )
     p.add_argument("--out", required=True, help="output directory (resumed if interrupted)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="inputs per model forward (default 32; lower it when memory runs short)",
+    )
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
     p.add_argument(
         "--tokens",
@@ -73,7 +81,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="keep at most N random tokens per sample and hookpoint",
     )
-    p.add_argument("--token-seed", type=int, default=0)
+    p.add_argument(
+        "--token-seed",
+        type=int,
+        default=0,
+        help="seed of the random token choice of --max-tokens (default 0; the positions kept "
+        "are stored with each sample)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
     p.add_argument(
         "--strict",
@@ -116,7 +130,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="classifier-free guidance scale; > 1 keeps the conditional half",
     )
-    g.add_argument("--latent-size", type=int, default=None)
+    g.add_argument(
+        "--latent-size",
+        type=int,
+        default=None,
+        help="height = width of the initial latents, in latent pixels (default: the U-Net's "
+        "sample_size)",
+    )
     g.add_argument(
         "--prompt-encoder",
         choices=("pipeline", "hash"),

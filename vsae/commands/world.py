@@ -82,12 +82,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
 
     for name in ("render", "export"):
+        alias = "" if name == "render" else " (an alias of `vsae world render`: the same command)"
         r = sub.add_parser(
             name,
-            help="write renders as an image folder or WebDataset shards",
+            help="write renders as an image folder or WebDataset shards"
+            + (" (alias of render)" if name == "export" else ""),
             description="Render scenes with ground-truth labels and captions and "
             "write them as a folder (images + labels.jsonl + captions.txt) or as "
-            "WebDataset tar shards (image + .json labels + .txt caption).",
+            f"WebDataset tar shards (image + .json labels + .txt caption){alias}.",
         )
         r.add_argument("--out", required=True, help="output folder")
         r.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
