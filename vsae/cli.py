@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - re-raised unless it is bad input
+    except Exception as err:  # re-raised below unless it is bad input
         if not is_expected(err):
             raise
         if debug:
