@@ -11,7 +11,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from vsae.interop import FORMATS, WRITERS, InteropError, load, save
+from vsae.interop import FORMATS, WRITERS, load, save
 
 RECORD = "convert.json"
 
@@ -146,4 +146,4 @@ def _replace(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["InteropError", "add_parser", "run"]
+__all__ = ["add_parser", "run"]
