@@ -280,3 +280,26 @@ def test_heatmaps_locate_a_latent_and_are_written(world_gen, tmp_path):
         latent_maps(world_gen, sae, ["a red circle"], STEPS, step=4)
     with pytest.raises(InterventionError, match=r"latent ids \[500\] out of range"):
         save_heatmaps(maps, [500], 3, tmp_path)
+
+
+def test_edits_on_rows_apply_to_their_prompts_only(world_gen):
+    sae, stats = [BlockSAE(block_sae(), BLOCK)], [uniform_stats(96, 4.0)]
+    p = ["a red circle", "a blue star"]
+    bare = world_gen(p, STEPS, seed=5, as_float=True)
+    alone = generate(
+        world_gen, p[:1], STEPS, 5, saes=sae, edits=[Steer(feature=5, strength=8.0)],
+        stats=stats, as_float=True,
+    ).images  # fmt: skip
+    rows = [Steer(feature=5, strength=8.0, rows=(0,)), AblateBlock(rows=(1,))]
+    both = generate(world_gen, p, STEPS, 5, saes=sae, edits=rows, stats=stats, as_float=True)
+    assert np.abs(both.images[0] - alone[0]).max() <= 1e-4  # the same edit as run alone
+    assert np.abs(both.images[0] - bare[0]).max() > 0.05
+    ablated = generate(world_gen, p, STEPS, 5, saes=sae, edits=[AblateBlock()], as_float=True)
+    assert np.abs(both.images[1] - ablated.images[1]).max() <= 1e-4
+    icons = [Icon(feature=f, rows=(i,)) for i, f in enumerate((4, 9))]
+    batched = generate(world_gen, ["", ""], STEPS, 5, saes=sae, edits=icons, stats=stats)
+    single = generate(world_gen, [""], STEPS, 5, saes=sae, edits=[Icon(feature=4)], stats=stats)
+    assert np.abs(batched.images[0].astype(int) - single.images[0]).max() <= 1
+    assert not np.array_equal(batched.images[0], batched.images[1])
+    with pytest.raises(InterventionError, match=r"rows \[2\] out of range for 2 prompts"):
+        generate(world_gen, p, STEPS, 5, saes=sae, edits=[AblateBlock(rows=(2,))])

@@ -17,6 +17,7 @@ from vsae.bench.harness import emit
 BENCHMARKS = {
     "speed": "train-step throughput of the fast SAE paths against dense references",
     "quality": "reconstruction, stability and identifiability of every architecture",
+    "interventions": "steering, icons and reconstruct-only cost of SAEs in the tiny U-Net",
 }
 
 

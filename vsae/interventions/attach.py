@@ -71,19 +71,22 @@ class _BlockHook:
             return x_out
         self.state.edited[self.i] += 1
         mean_N = None if self.stats is None else self.stats.mean_act_N
-        st = EditState(codes_BPN.clone(), torch.zeros(B, H * W, C), self.dir_ND, mean_N, (H, W))
+        n = B // 2 if self.guided else B
+        st = EditState(
+            codes_BPN.clone(), torch.zeros(B, H * W, C), self.dir_ND, mean_N, (H, W), n, self.guided
+        )
         for e in active:
             e.apply(st)
-        if st.ablate:
-            new = x_in
-        elif st.replace_BPD is not None:
-            new_t = st.replace_BPD.transpose(1, 2).reshape(B, C, H, W).to(x_out)
-            new = x_in + new_t if self.b.output == "update" else new_t
-        else:
-            dec = self.b.sae.decode
-            delta_RD = dec(st.codes_BPN.reshape(-1, codes_RN.shape[1])) - dec(codes_RN)
-            delta_BPD = delta_RD.view(B, H * W, C) + st.add_BPD
-            new = x_out + delta_BPD.transpose(1, 2).reshape(B, C, H, W).to(x_out)
+        dec = self.b.sae.decode
+        delta_RD = dec(st.codes_BPN.reshape(-1, codes_RN.shape[1])) - dec(codes_RN)
+        delta_BPD = delta_RD.view(B, H * W, C) + st.add_BPD
+        new = x_out + delta_BPD.transpose(1, 2).reshape(B, C, H, W).to(x_out)
+        if st.replace_B.any():  # icons: the update (or output) replaced on their rows
+            rep = st.replace_BPD.transpose(1, 2).reshape(B, C, H, W).to(x_out)
+            rep = x_in + rep if self.b.output == "update" else rep
+            new = torch.where(st.replace_B[:, None, None, None], rep, new)
+        if st.ablate_B.any():  # the whole block update removed: the block returns its input
+            new = torch.where(st.ablate_B[:, None, None, None], x_in, new)
         return self._halves(x_out, new)
 
     def _halves(self, x_out, new):
@@ -107,6 +110,7 @@ def attach(
     num_steps: int | None = None,
     image_hw: tuple[int, int] | None = None,
     record: Recorder | None = None,
+    n_prompts: int | None = None,
 ) -> Iterator[Attached]:
     """Attach SAEs (and edits) to U-Net blocks for the duration of the ``with`` block.
 
@@ -132,6 +136,8 @@ def attach(
         Image size, to check masks against.
     record : callable, optional
         ``record(sae_index, step, codes_BPN)`` at every block call (heatmaps).
+    n_prompts : int, optional
+        Prompts of the run, to check edits' ``rows`` against.
 
     Yields
     ------
@@ -158,7 +164,7 @@ def attach(
         if b.sae.d_in != ch:
             raise InterventionError(f"{b.name}: SAE d_in {b.sae.d_in}; block {b.block} has {ch}")
     for e in edits:
-        check_edit(e, len(saes), [b.sae.n_latents for b in saes], image_hw, num_steps)
+        check_edit(e, len(saes), [b.sae.n_latents for b in saes], image_hw, num_steps, n_prompts)
         if e.needs_mean and stats[e.sae] is None:
             raise InterventionError(
                 f"{e.describe()['kind']} needs the latent statistics of SAE {saes[e.sae].name}"

@@ -20,10 +20,13 @@ from .masks import check_mask
 
 @dataclass
 class EditState:
-    """One block call of one SAE: codes [B, P, N], add [B, P, D], replace [B, P, D] or None.
+    """One block call of one SAE: codes [B, P, N], add [B, P, D], replacements per row.
 
     ``mean_N`` is the SAE's mean activation when firing (None without statistics), ``dir_ND``
     the raw-space decoder atoms (``decode(e_f) - decode(0)``); P = H*W positions of the grid.
+    ``n_prompts`` is the number of prompts: the U-Net batch is ``[uncond; cond]`` (2n rows)
+    when ``guided``, else n rows. ``replace_BPD`` on the rows of ``replace_B`` replaces the
+    block update (icons); rows of ``ablate_B`` return the block input.
     """
 
     codes_BPN: torch.Tensor
@@ -31,8 +34,40 @@ class EditState:
     dir_ND: torch.Tensor
     mean_N: torch.Tensor | None
     grid: tuple[int, int]
-    replace_BPD: torch.Tensor | None = None
-    ablate: bool = False
+    n_prompts: int = 0
+    guided: bool = False
+    replace_BPD: torch.Tensor = None  # type: ignore[assignment] - set in __post_init__
+    replace_B: torch.Tensor = None  # type: ignore[assignment]
+    ablate_B: torch.Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        B = self.codes_BPN.shape[0]
+        self.n_prompts = self.n_prompts or B
+        self.replace_BPD = torch.zeros_like(self.add_BPD)
+        self.replace_B = torch.zeros(B, dtype=torch.bool)
+        self.ablate_B = torch.zeros(B, dtype=torch.bool)
+
+    def row_weights(self, rows: tuple[int, ...] | None) -> torch.Tensor:
+        """[B] weights: 1 on the U-Net rows of prompts ``rows`` (both CFG halves), else 0.
+
+        Parameters
+        ----------
+        rows : tuple of int or None
+            Prompt indices; None means every row.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        B = self.codes_BPN.shape[0]
+        if rows is None:
+            return torch.ones(B)
+        w_B = torch.zeros(B)
+        for r in rows:
+            w_B[r] = 1.0
+            if self.guided:
+                w_B[self.n_prompts + r] = 1.0
+        return w_B
 
 
 def pool_mask(mask_HW: np.ndarray | None, grid: tuple[int, int]) -> torch.Tensor | None:
@@ -58,7 +93,9 @@ def pool_mask(mask_HW: np.ndarray | None, grid: tuple[int, int]) -> torch.Tensor
 
 @dataclass(frozen=True)
 class Edit:
-    """Shared interface: which SAE (index into the attached list), steps [A, B), mask [H, W].
+    """Shared interface: which SAE (index into the attached list), steps [A, B), mask [H, W],
+    and the prompts of the batch it applies to (``rows``, indices; None: every prompt), so
+    that one batched run can carry a different edit per image.
 
     Subclasses implement :meth:`apply`; ``feature`` is the latent id they act on (or None).
     """
@@ -66,6 +103,7 @@ class Edit:
     sae: int = 0
     steps: tuple[int, int] | None = None
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    rows: tuple[int, ...] | None = None
 
     feature = None
     needs_mean = False
@@ -84,6 +122,8 @@ class Edit:
         if self.feature is not None:
             out["feature"] = self.feature
         out["mask"] = None if self.mask is None else list(np.asarray(self.mask).shape)
+        if self.rows is not None:
+            out["rows"] = list(self.rows)
         return out
 
 
@@ -98,8 +138,9 @@ class Steer(Edit):
     def apply(self, st: EditState) -> None:
         m_P = pool_mask(self.mask, st.grid)
         vec_D = self.strength * st.mean_N[self.feature] * st.dir_ND[self.feature]
-        w_P1 = torch.ones(st.add_BPD.shape[1], 1) if m_P is None else m_P[:, None]
-        st.add_BPD += w_P1.to(st.add_BPD) * vec_D.to(st.add_BPD)
+        w_P = torch.ones(st.add_BPD.shape[1]) if m_P is None else m_P
+        w_BP1 = (st.row_weights(self.rows)[:, None] * w_P[None, :])[..., None]
+        st.add_BPD += w_BP1.to(st.add_BPD) * vec_D.to(st.add_BPD)
 
     def describe(self) -> dict:
         return {**super().describe(), "strength": self.strength}
@@ -116,8 +157,8 @@ class Clamp(Edit):
         m_P = pool_mask(self.mask, st.grid)
         col_BP = st.codes_BPN[:, :, self.feature]
         w_P = torch.ones(col_BP.shape[1]) if m_P is None else m_P
-        w_P = w_P.to(col_BP)
-        st.codes_BPN[:, :, self.feature] = col_BP * (1 - w_P) + self.value * w_P
+        w_BP = (st.row_weights(self.rows)[:, None] * w_P[None, :]).to(col_BP)
+        st.codes_BPN[:, :, self.feature] = col_BP * (1 - w_BP) + self.value * w_BP
 
     def describe(self) -> dict:
         return {**super().describe(), "value": self.value}
@@ -141,7 +182,9 @@ class Icon(Edit):
 
     def apply(self, st: EditState) -> None:
         vec_D = self.strength * st.mean_N[self.feature] * st.dir_ND[self.feature]
-        st.replace_BPD = vec_D.to(st.add_BPD).expand_as(st.add_BPD).clone()
+        on_B = st.row_weights(self.rows) > 0
+        st.replace_BPD[on_B] = vec_D.to(st.add_BPD)
+        st.replace_B |= on_B
 
     def describe(self) -> dict:
         return {**super().describe(), "strength": self.strength}
@@ -152,7 +195,7 @@ class AblateBlock(Edit):
     """The whole block update removed: the block returns its input."""
 
     def apply(self, st: EditState) -> None:
-        st.ablate = True
+        st.ablate_B |= st.row_weights(self.rows) > 0
 
 
 def check_edit(
@@ -161,8 +204,9 @@ def check_edit(
     n_latents: list[int],
     image_hw: tuple[int, int] | None,
     num_steps: int | None,
+    n_prompts: int | None = None,
 ) -> None:
-    """Validate one edit against the attached SAEs, image size and schedule.
+    """Validate one edit against the attached SAEs, image size, schedule and batch.
 
     Parameters
     ----------
@@ -175,6 +219,8 @@ def check_edit(
         The image size masks must have.
     num_steps : int or None
         Denoising steps of the run.
+    n_prompts : int or None
+        Prompts of the run (the range of ``edit.rows``).
 
     Raises
     ------
@@ -190,6 +236,12 @@ def check_edit(
         raise InterventionError(
             f"latent id {edit.feature} out of range: the SAE has latents 0..{n - 1}"
         )
+    if edit.rows is not None and n_prompts is not None:
+        bad = [r for r in edit.rows if not 0 <= r < n_prompts]
+        if bad:
+            raise InterventionError(
+                f"{edit.describe()['kind']}: rows {bad} out of range for {n_prompts} prompts"
+            )
     if edit.mask is not None:
         check_mask(edit.mask, image_hw, f"{edit.describe()['kind']} mask")
     if edit.steps is not None and num_steps is not None:

@@ -87,6 +87,7 @@ def generate(
         num_steps=steps,
         image_hw=gen.image_hw,
         record=record,
+        n_prompts=len(prompts),
     ) as seen:
         images = gen(list(prompts), steps=steps, seed=seed, guidance=guidance, as_float=as_float)
     return Generation(images, seen, time.perf_counter() - t0)
