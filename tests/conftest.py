@@ -47,3 +47,21 @@ def world_sae_dir(tmp_path_factory):
 
     keep = os.environ.get("VSAE_TEST_CACHE")
     return world_sae(Path(keep) if keep else tmp_path_factory.mktemp("world_sae"))
+
+
+@pytest.fixture(scope="session")
+def demo_world_sae(world_sae_dir, tmp_path_factory):
+    """``(sae_dir, cache)``: the world SAE with provenance, ground-truth concept names and its
+    demo gallery encoded (``tests/demo_world.py``); shared by the demo's tests."""
+    from tests.demo_world import named_world_sae
+
+    return named_world_sae(world_sae_dir, tmp_path_factory.mktemp("demo_world"))
+
+
+@pytest.fixture(scope="session")
+def demo_block_sae(tmp_path_factory):
+    """``DIR@BLOCK``: a small SAE on the tiny U-Net's block, by the demo's first-start recipe."""
+    from tests.demo_world import world_block_sae
+
+    keep = os.environ.get("VSAE_TEST_CACHE")
+    return world_block_sae(Path(keep) / "block" if keep else tmp_path_factory.mktemp("block"))

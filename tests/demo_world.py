@@ -54,3 +54,14 @@ def named_world_sae(world_sae_dir: Path, out: Path) -> tuple[Path, Path]:
         )
     ConceptTable(tuple(records), method="image", meta={"note": "ground truth, tests"}).save(sae_dir)
     return sae_dir, cache
+
+
+SMALL_DIFFUSION = {"steps": 4, "train_steps": 150, "batch_size": 512}
+
+
+def world_block_sae(out: Path) -> str:
+    """A small SAE on the tiny U-Net's block, built by the demo's own first-start recipe with
+    fewer denoising and training steps; returns ``DIR@BLOCK``."""
+    from vsae.commands.demo_diffusion import prepare_world_diffusion
+
+    return prepare_world_diffusion(out, progress=False, recipe=SMALL_DIFFUSION)

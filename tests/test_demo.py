@@ -84,6 +84,10 @@ def test_config_and_sources_validate(tmp_path):
         DemoSources(clip_sae=tmp_path / "missing")
     with pytest.raises(ValueError, match="DIR@BLOCK"):
         DemoSources(diffusion_sae=str(tmp_path))
+    with pytest.raises(ValueError, match="images: .*no-such is not a folder or shard file"):
+        DemoSources(images=str(tmp_path / "no-such"))
+    with pytest.raises(ValueError, match="n_images: expected >= 1, got 0"):
+        DemoSources(n_images=0)
 
 
 def test_cli_help_and_bad_arguments(tmp_path):
@@ -112,5 +116,24 @@ def test_cli_real_model_needs_a_gallery(tmp_path):
         f"vsae demo: error: --clip-sae {tmp_path / 'sae'} is on open_clip:ViT-B-32: pass "
         "--images DIR, the images the Explore tab shows (and --model if cfg.json records none)"
     ]
-    r = run_cli("demo", "--clip-sae", str(tmp_path / "sae"), "--images", str(tmp_path / "no"))
-    assert r.returncode == 2 and f"images: {tmp_path / 'no'} is not a folder" in r.stderr
+
+
+def test_world_diffusion_sae_is_built_once_with_what_generate_needs(demo_block_sae):
+    from pathlib import Path
+
+    from tests.demo_world import world_block_sae
+    from vsae.interventions import load_block_sae, load_or_compute_stats
+    from vsae.sae.io import read_provenance
+
+    path, block = demo_block_sae.rsplit("@", 1)
+    prov = read_provenance(path)
+    assert block == "up_blocks.1.attentions.0" == prov["hookpoint"]
+    assert prov["source"] == "world:diffusion" and prov["output"] == "update"
+    bsae = load_block_sae(path, block)
+    assert bsae.output == "update" and bsae.sae.d_in == 64 and bsae.sae.n_latents == 512
+    stats_file = Path(path) / "latent_stats.safetensors"
+    stamp = stats_file.stat().st_mtime_ns
+    stats = load_or_compute_stats(path, bsae.sae)
+    assert 0 < float(stats.firing_rate_N.max()) <= 1 and float(stats.mean_act_N.max()) > 0
+    assert world_block_sae(Path(path).parent) == demo_block_sae  # reused, not rebuilt
+    assert stats_file.stat().st_mtime_ns == stamp

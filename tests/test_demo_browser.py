@@ -12,30 +12,25 @@ import pytest
 from PIL import Image
 
 from tests.browser import CHROMIUM, browser_page, message, screenshot, serve
-from tests.demo_world import GALLERY, GALLERY_N, named_world_sae
+from tests.demo_world import GALLERY, GALLERY_N
 
 LIMITS = {"max_pixels": 200_000, "max_file_size": 1_000_000}
 
 
 @pytest.fixture(scope="module")
-def named(world_sae_dir, tmp_path_factory):
-    return named_world_sae(world_sae_dir, tmp_path_factory.mktemp("demo"))
-
-
-@pytest.fixture(scope="module")
-def explorer(named):
+def explorer(demo_world_sae):
     from apps.demo import DemoSources
     from apps.demo.models import load_explorer
 
-    sae_dir, cache = named
+    sae_dir, cache = demo_world_sae
     return load_explorer(DemoSources(clip_sae=sae_dir, images=GALLERY, n_images=GALLERY_N), cache)
 
 
 @pytest.fixture(scope="module")
-def demo_url(named):
+def demo_url(demo_world_sae):
     from apps.demo import DemoSources
 
-    sae_dir, cache = named
+    sae_dir, cache = demo_world_sae
     sources = DemoSources(clip_sae=sae_dir, model=None, images=GALLERY, n_images=GALLERY_N)
     with serve(LIMITS, sources, cache) as url:
         yield url

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import about, explore
+from . import about, explore, generate
 from .config import DemoConfig
 from .messages import CSS
-from .models import load_explorer
+from .models import load_diffusion, load_explorer
 from .sources import DemoSources
 
 
@@ -31,11 +31,14 @@ def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) 
         The app; call :func:`launch` to serve it.
     """
     explorer = load_explorer(sources, cache)
-    tabs = ["Explore"] if explorer is not None else []
+    diffusion = load_diffusion(sources)
+    tabs = [name for name, m in (("Explore", explorer), ("Generate", diffusion)) if m is not None]
     with gr.Blocks(title="vsae demo", analytics_enabled=False) as app:
         about.build(cfg, sources, tabs)
         if explorer is not None:
             explore.build(cfg, explorer)
+        if diffusion is not None:
+            generate.build(diffusion)
     # Callbacks name their model in concurrency_id; this is the limit for any that don't.
     app.queue(default_concurrency_limit=cfg.concurrency_per_model, max_size=64)
     return app

@@ -93,6 +93,7 @@ def build(cfg: DemoConfig, explorer: Explorer) -> None:
         latent_msg = message_box("latent-msg")
         info = gr.Markdown(elem_id="latent-info")
         grid = gr.Gallery(
+            format="png",
             label="top images (pooled activation)",
             columns=8,
             height="auto",
@@ -104,6 +105,7 @@ def build(cfg: DemoConfig, explorer: Explorer) -> None:
                 label="upload an image", file_types=["image"], type="filepath", elem_id="upload"
             )
             pick = gr.Gallery(
+                format="png",
                 value=[explorer.gallery.thumbnail(i) for i in picks],
                 label="or pick one of the gallery",
                 columns=6,
@@ -113,9 +115,12 @@ def build(cfg: DemoConfig, explorer: Explorer) -> None:
             )
         image_msg = message_box("image-msg")
         with gr.Row():
-            shown = gr.Image(label="image", interactive=False, height=224, elem_id="image-shown")
+            shown = gr.Image(
+                label="image", interactive=False, height=224, format="png", elem_id="image-shown"
+            )
             table = gr.Markdown(elem_id="image-latents")
         heat = gr.Gallery(
+            format="png",
             label="where each latent fires (patch heatmaps)",
             columns=N_LATENTS,
             height="auto",

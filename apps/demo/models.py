@@ -5,9 +5,20 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from vsae.analysis import Explorer, ImageCoder, load_or_build_gallery
+from vsae.interventions import (
+    BlockSAE,
+    Generator,
+    LatentStats,
+    latent_names,
+    load_block_sae,
+    load_generator,
+    load_or_compute_stats,
+)
+from vsae.interventions.spec import parse_sae_ref
 
 from .sources import DemoSources
 
@@ -51,3 +62,60 @@ def load_explorer(sources: DemoSources, cache: Path | None) -> Explorer | None:
         file=sys.stderr,
     )
     return Explorer(coder, gallery, Explorer.concepts_of(sources.clip_sae))
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """What the Generate tab shares between sessions (read-only).
+
+    Parameters
+    ----------
+    gen : Generator
+        The text-to-image pipeline.
+    bsae : BlockSAE
+        The SAE on its U-Net block.
+    stats : LatentStats
+        Its per-latent statistics (steering strengths are in units of the mean).
+    sae_dir : Path
+        Its folder (latent names are looked up in its ``concepts.json``).
+    names : dict
+        Latent id -> name of its valid concepts.
+    """
+
+    gen: Generator
+    bsae: BlockSAE
+    stats: LatentStats
+    sae_dir: Path
+    names: dict[int, str]
+
+
+def load_diffusion(sources: DemoSources) -> Diffusion | None:
+    """The Generate tab's pipeline and SAE; None without a diffusion SAE.
+
+    Parameters
+    ----------
+    sources
+        ``diffusion_sae`` (``DIR@BLOCK``) and ``pipeline``.
+
+    Returns
+    -------
+    Diffusion or None
+
+    Raises
+    ------
+    InterventionError
+        A bad ``DIR@BLOCK``, pipeline, or SAE without statistics and training shards.
+    """
+    if sources.diffusion_sae is None:
+        return None
+    t0 = time.perf_counter()
+    ref = parse_sae_ref(sources.diffusion_sae)
+    gen = load_generator(sources.pipeline)
+    bsae = load_block_sae(ref.path, ref.block)
+    stats = load_or_compute_stats(ref.path, bsae.sae)
+    print(
+        f"vsae demo: pipeline {sources.pipeline} with the SAE on {ref.block} ready in "
+        f"{time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    return Diffusion(gen, bsae, stats, ref.path, latent_names(ref.path))

@@ -14,6 +14,10 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
+
+from vsae.commands.demo_diffusion import prepare_world_diffusion
+
 # Bump when the recipe below changes, so stale caches are rebuilt rather than trusted.
 ASSETS_VERSION = 2
 WORLD_RECIPE = {"n_images": 4000, "steps": 300, "expansion": 8, "k": 8, "seed": 0}
@@ -88,7 +92,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cache", default=None, help="cache folder (default: $VSAE_DEMO_CACHE or ~/.cache/...)"
     )
-    p.add_argument("--prepare-only", action="store_true", help="build the cache, then exit")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (default: torch's; 1 is fastest on a busy machine, "
+        "where requests run side by side)",
+    )
+    p.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="build the cache and the models, print what is ready as JSON, then exit",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p.set_defaults(run=run)
@@ -196,8 +211,14 @@ def run(args: argparse.Namespace) -> int:
         cache = Path(args.cache) if args.cache else default_cache_dir()
         if args.model and not args.clip_sae:
             raise DemoError("--model needs --clip-sae: an SAE trained on that model's embeddings")
-        if args.clip_sae is None and (args.model is None or args.model == "world:clip"):
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        t0 = time.perf_counter()
+        if args.clip_sae is None and args.diffusion_sae is None and args.pipeline == "world":
+            # nothing given: the default demo on the shipped tiny world, built once and cached
             args.clip_sae = str(prepare_world(cache, progress=not args.no_progress))
+            root = cache / f"world-v{ASSETS_VERSION}"
+            args.diffusion_sae = prepare_world_diffusion(root, progress=not args.no_progress)
         sources = _sources(args)
         try:
             cfg = DemoConfig(
@@ -212,9 +233,12 @@ def run(args: argparse.Namespace) -> int:
             app = build_app(cfg, sources, cache)
         except ValueError as e:  # SAE/model mismatch, bad concepts.json, unreadable gallery
             raise DemoError(str(e)) from None
+        seconds = round(time.perf_counter() - t0, 1)
         if args.prepare_only:
-            print(json.dumps({"cache": str(cache), "clip_sae": str(sources.clip_sae)}))
+            ready = {"cache": str(cache), "clip_sae": str(sources.clip_sae)}
+            print(json.dumps({**ready, "diffusion_sae": sources.diffusion_sae, "seconds": seconds}))
             return 0
+        print(f"vsae demo: ready in {seconds} s", file=sys.stderr)
         url = launch(app, cfg, prevent_thread_lock=True)
         print(f"vsae demo: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         app.block_thread()
