@@ -42,8 +42,8 @@ def test_round_trip_json_and_csv(tmp_path):
     json_path, csv_path = table.save(tmp_path)
     back = load_concepts(tmp_path)
     # purity is NaN without labels (NaN != NaN), so compare it apart
-    assert [replace(c, purity=0.0) for c in back.concepts] == [
-        replace(c, purity=0.0) for c in table.concepts
+    assert [replace(c, purity=0.0, agreement=0.0) for c in back.concepts] == [
+        replace(c, purity=0.0, agreement=0.0) for c in table.concepts
     ]
     assert all(math.isnan(c.purity) for c in back.concepts)
     assert back.thresholds == table.thresholds

@@ -20,6 +20,7 @@ COMMANDS = (
     "generate",
     "heatmap",
     "convert",
+    "concepts",
 )
 
 

@@ -51,6 +51,10 @@ class Concept:
         Majority label of the top images ("" without labels).
     purity : float
         Fraction of top images that carry ``label`` (nan without labels).
+    agreement : float
+        Label-free check of the name: the fraction of the top images on which the named
+        word's detector (centred image-word cosine) exceeds its median over all images
+        (nan when not computed).
     """
 
     id: int
@@ -64,50 +68,53 @@ class Concept:
     valid: bool = False
     label: str = ""
     purity: float = float("nan")
+    agreement: float = float("nan")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a named latent counts as a valid concept: all three must hold.
+    """When a named latent counts as a valid concept: every bound must hold.
 
-    The Matryoshka-CLIP paper's own threshold for a "valid" concept is not public
-    (REFERENCE §6a); these are explicit and stored with the names.
+    ``min_agreement`` applies only when an agreement was computed (not nan). A latent that
+    never fired (``freq == 0``) is never valid.
 
-    Attributes
+    Parameters
     ----------
-    min_score : float
-        Least cosine between the atom and its word's text embedding.
-    min_margin : float
-        Least lead of the best word's cosine over the runner-up's.
+    min_score, min_margin : float
+        Lower bounds on the best word's cosine and its margin over the runner-up.
     min_freq, max_freq : float
-        Range of the latent's firing rate (fraction of samples).
+        Bounds on the firing frequency.
+    min_agreement : float
+        Lower bound on :attr:`Concept.agreement`.
     """
 
     min_score: float = 0.0
     min_margin: float = 0.0
     min_freq: float = 0.0
     max_freq: float = 1.0
+    min_agreement: float = 0.0
 
-    def passes(self, score: float, margin: float, freq: float) -> bool:
+    def passes(
+        self, score: float, margin: float, freq: float, agreement: float = float("nan")
+    ) -> bool:
         """Whether a latent with these numbers is a valid concept.
 
         Parameters
         ----------
-        score : float
-            Its best word's cosine.
-        margin : float
-            The lead over the runner-up.
-        freq : float
-            Its firing rate.
+        score, margin, freq, agreement : float
+            The latent's numbers (see :class:`Concept`).
 
         Returns
         -------
         bool
         """
+        agree_ok = agreement != agreement or agreement >= self.min_agreement  # nan: not used
         return (
-            score >= self.min_score
+            freq > 0
+            and score >= self.min_score
             and margin >= self.min_margin
             and self.min_freq <= freq <= self.max_freq
+            and agree_ok
         )
 
 
@@ -222,6 +229,7 @@ class ConceptTable:
                     "mean_act",
                     "label",
                     "purity",
+                    "agreement",
                     "top_words",
                     "top_ids",
                 ]
@@ -238,6 +246,7 @@ class ConceptTable:
                         f"{c.mean_act:.4f}",
                         c.label,
                         f"{c.purity:.4f}",
+                        f"{c.agreement:.4f}",
                         " ".join(w_.replace(" ", "_") for w_ in c.top_words),
                         " ".join(str(i) for i in c.top_ids),
                     ]
@@ -267,6 +276,7 @@ def _concept(d: dict, where: str) -> Concept:
             valid=bool(d.get("valid", False)),
             label=str(d.get("label", "")),
             purity=float(d.get("purity", float("nan"))),
+            agreement=float(d.get("agreement", float("nan"))),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ConceptError(f"{where}: malformed concept record ({err!r}): {d!r}"[:300]) from None
@@ -371,3 +381,35 @@ def resolve(table: ConceptTable, name: str | int) -> int:
         else f"known names include: {', '.join(names[:10])}"
     )
     raise ConceptError(f"unknown concept {name!r}; {hint} (or use '#ID' for a latent id)")
+
+
+def resolve_all(table: ConceptTable, name: str | int) -> tuple[int, ...]:
+    """Every latent a concept reference stands for.
+
+    An SAE often has several latents with one name (e.g. "cyan" on small and on large
+    objects); searching, suppressing or boosting "cyan" means all of them.
+
+    Parameters
+    ----------
+    table : ConceptTable
+    name : str or int
+        ``"#12"`` / ``12`` (that latent only) or a name: its valid latents, best score first
+        (its invalid ones only when none is valid).
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ConceptError
+        As :func:`resolve`.
+    """
+    first = resolve(table, name)
+    if isinstance(name, int) or str(name).strip().startswith("#"):
+        return (first,)
+    key = str(name).strip()
+    hits = table.by_name(key) or sorted(
+        (c for c in table.concepts if c.name == key), key=lambda c: -c.score
+    )
+    return tuple(c.id for c in hits)
