@@ -208,44 +208,17 @@ def run(args: argparse.Namespace) -> int:
     )
     report["settings"]["msae_extra_points"] = extra
     report["results"] = rows = []
-    if "matryoshka_k" in archs and not args.no_msae_roofline:
-        report["msae_roofline"] = []
-        for point in [*points, *extra]:
-            res = run_measurement({**base, "impl": "msae_roofline", **point}, MSAE_MODULE)
-            report["msae_roofline"].append({**point, **res})
-            print(
-                f"[speed] MSAE roofline {point}: {res.get('ratio_to_roofline', res)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            _checkpoint(report, grid, args.out)
-    if "matryoshka_k" in archs and args.trained_steps > 0:
-        tp = QUICK_TRAINED_POINT if args.quick else TRAINED_POINT
-        spec = {
-            **base,
-            "impl": "msae_trained",
-            **tp,
-            "trained_steps": 20 if args.quick else args.trained_steps,
-            "trained_batch": args.trained_batch,
-            "trained_features": 64 if args.quick else args.trained_features,
-            "trained_active": 4.0 if args.quick else args.trained_active,
-            "trained_samples": 2000 if args.quick else args.trained_samples,
-        }
-        res = run_measurement(spec, MSAE_MODULE)
-        report["msae_trained"] = {
-            **tp,
-            "batch": batch,
-            **{k: spec[k] for k in spec if k.startswith("trained_")},
-            **res,
-        }
-        print(
-            f"[speed] MSAE trained: {res.get('msae_over_topk', res)} x TopK, positive "
-            f"fraction {res.get('positive_fraction')}",
-            file=sys.stderr,
-            flush=True,
-        )
-        _checkpoint(report, grid, args.out)
-    for point in [*points, *extra]:
+    msae = "matryoshka_k" in archs
+    report["msae_roofline"] = []
+    # The issue's new configuration and the trained state first: on a shared machine a run
+    # may be cut short, and every measurement so far is in --out (``_checkpoint``).
+    if msae and not args.no_msae_roofline:
+        _msae_roofline(report, base, extra, grid, args)
+    if msae and args.trained_steps > 0:
+        _msae_trained(report, base, batch, grid, args)
+    if msae and not args.no_msae_roofline:
+        _msae_roofline(report, base, points, grid, args)
+    for point in [*extra, *points]:
         for i, arch in enumerate(archs):
             if point in extra and arch not in ("topk", "matryoshka_k"):
                 continue
@@ -303,6 +276,52 @@ def run(args: argparse.Namespace) -> int:
     report["targets"] = targets(report, grid)
     emit(report, args.out)
     return 0
+
+
+def _msae_roofline(
+    report: dict[str, Any], base: dict, points: list[dict], grid: dict, args: argparse.Namespace
+) -> None:
+    """MSAE, TopK and a bare GEMM alternating in one process, at each of ``points``."""
+    for point in points:
+        res = run_measurement({**base, "impl": "msae_roofline", **point}, MSAE_MODULE)
+        report["msae_roofline"].append({**point, **res})
+        print(
+            f"[speed] MSAE roofline {point}: {res.get('ratio_to_roofline', res)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        _checkpoint(report, grid, args.out)
+
+
+def _msae_trained(
+    report: dict[str, Any], base: dict, batch: int, grid: dict, args: argparse.Namespace
+) -> None:
+    """The trained-state MSAE against TopK (``vsae.bench.speed_msae.measure_trained``)."""
+    tp = QUICK_TRAINED_POINT if args.quick else TRAINED_POINT
+    spec = {
+        **base,
+        "impl": "msae_trained",
+        **tp,
+        "trained_steps": 20 if args.quick else args.trained_steps,
+        "trained_batch": args.trained_batch,
+        "trained_features": 64 if args.quick else args.trained_features,
+        "trained_active": 4.0 if args.quick else args.trained_active,
+        "trained_samples": 2000 if args.quick else args.trained_samples,
+    }
+    res = run_measurement(spec, MSAE_MODULE)
+    report["msae_trained"] = {
+        **tp,
+        "batch": batch,
+        **{k: spec[k] for k in spec if k.startswith("trained_")},
+        **res,
+    }
+    print(
+        f"[speed] MSAE trained: {res.get('msae_over_topk', res)} x TopK, positive "
+        f"fraction {res.get('positive_fraction')}",
+        file=sys.stderr,
+        flush=True,
+    )
+    _checkpoint(report, grid, args.out)
 
 
 def measure_pair(spec: dict[str, Any], args: argparse.Namespace, reference_first: bool) -> dict:

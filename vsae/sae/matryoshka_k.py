@@ -88,7 +88,14 @@ class MatryoshkaKSAE(TopKFamilySAE):
 
     ``sparse_cost_ratio`` (None: calibrated on first use) is the cost of one sparse code over
     one dense code entry that ``plan`` uses; set it on an instance to force a path
-    (0: everything sparse, ``float('inf')``: everything dense).
+    (0: everything sparse, ``float('inf')``: everything dense). ``last_plan`` is the plan of
+    the latest training step.
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        ``arch="matryoshka_k"``; ``levels`` (empty: k, 2k, ... and n), ``weighting`` and
+        ``infer_k`` are read besides the common fields.
     """
 
     arch = "matryoshka_k"
@@ -107,6 +114,11 @@ class MatryoshkaKSAE(TopKFamilySAE):
     def set_infer_k(self, k: int) -> None:
         """Choose the inference path: TopK at ``k``, or 0 for dense ReLU codes.
 
+        Parameters
+        ----------
+        k : int
+            0 (or n) for the dense ReLU codes, else the TopK level used by ``encode``.
+
         Raises
         ------
         ValueError
@@ -117,7 +129,18 @@ class MatryoshkaKSAE(TopKFamilySAE):
         self.infer_k = k
 
     def codes_normalized(self, x_BD: Tensor) -> Tensor:
-        """TopK codes at ``infer_k``, or ReLU codes when it is 0."""
+        """TopK codes at ``infer_k``, or ReLU codes when it is 0.
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            Normalised inputs [B, D].
+
+        Returns
+        -------
+        Tensor
+            Dense codes [B, N].
+        """
         pre_BN = self.pre_acts(x_BD)
         if self.infer_k == 0 or self.infer_k == self.n_latents:
             return torch.relu(pre_BN)
