@@ -13,6 +13,44 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _plan(plan: dict | None) -> str:
+    """Which chunks (S sparse, D dense), tail and encoder ran sparse, and the cost ratio."""
+    if not plan:
+        return "-"
+    chunks = "".join("S" if c else "D" for c in plan["sparse_chunks"])
+    tail = {True: "S", False: "D", None: "-"}[plan["sparse_tail"]]
+    enc = "S" if plan["sparse_encoder"] else "D"
+    return f"{chunks} / {tail} / {enc} (r={plan['ratio']:.0f})"
+
+
+def msae_tables(report: dict) -> list[str]:
+    """The MSAE roofline rows (at init) and the trained-state row as Markdown lines."""
+    rows = list(report.get("msae_roofline", []))
+    trained = report.get("msae_trained")
+    if not rows and not trained:
+        return []
+    out = [
+        "",
+        "| state | d | n | k0 | MSAE s/step | TopK s/step | GEMM s | GFLOP/s | roofline GFLOP "
+        "| roofline s | MSAE / roofline | MSAE / TopK | positive fraction "
+        "| chunks / tail / encoder |",
+        "|" + "---|" * 14,
+    ]
+    for state, r in [*(("init", r) for r in rows), *([("trained", trained)] if trained else [])]:
+        if "error" in r:
+            out.append(f"| {state} | {r['d']} | {r['n']} | {r['k']} | error | | | | | | | | | |")
+            continue
+        out.append(
+            f"| {state} | {r['d']} | {r['n']} | {r['k']} | {_fmt(r['msae_step_s_median'])} "
+            f"| {_fmt(r['topk_step_s_median'])} | {_fmt(r['gemm_s_median'])} "
+            f"| {r['gemm_flops_per_s'] / 1e9:.0f} | {r['roofline']['total_flops'] / 1e9:.1f} "
+            f"| {_fmt(r['roofline_s'])} | **{r['ratio_to_roofline']:.2f}** "
+            f"| **{r['msae_over_topk']:.2f}** | {r['positive_fraction']:.3f} "
+            f"| {_plan(r.get('plan'))} |"
+        )
+    return out
+
+
 def tables(report: dict) -> str:
     """The grid, the RA-SAE / TopK pairs, the encoder shares and the targets as Markdown."""
     out = [
@@ -56,6 +94,7 @@ def tables(report: dict) -> str:
                 f"| {_fmt(r.get('step_s_median'))} | {_fmt(r.get('encoder_s_median'))} "
                 f"| {100 * r.get('encoder_share', 0):.0f}% |"
             )
+    out += msae_tables(report)
     out += ["", "| target | values | result |", "|---|---|---|"]
     for t in report["targets"]:
         vals = ", ".join(f"{v:.2f}" for v in t["values"])
