@@ -22,3 +22,17 @@ def test_quickstart_end_to_end(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "Matryoshka" in report and "| fvu |" in report
     assert "report:" in out.stdout
+    # evaluation at a fixed sparsity (TopK at 4 x k0 = 32): held-out L0 cannot drift above it
+    rows = [json.loads(ln) for ln in (tmp_path / "sae" / "metrics.jsonl").read_text().splitlines()]
+    eval_l0 = [r["eval/l0"] for r in rows if "eval/l0" in r]
+    assert len(eval_l0) >= 5 and all(0 < v <= 32 for v in eval_l0)
+    assert "TopK k=32" in report
+    # every level's held-out FVU, and FVU falls as the levels widen
+    levels = [
+        ln.split("|") for ln in report.splitlines() if ln.startswith("| ") and ln[2].isdigit()
+    ]
+    ks = [int(c[1]) for c in levels]
+    assert ks == [8, 16, 32, 64, 128, 256, 512, 1024]
+    fvus = [float(c[2]) for c in levels]
+    assert fvus[-1] < fvus[0]
+    assert "AuxK" in report and "recon" in report  # what `loss` includes

@@ -269,7 +269,9 @@ def train(
                 lr=sched.get_last_lr()[0],
             )
             log.write(done, row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", l0=f"{row['l0']:.1f}")
+            # loss is the whole objective; recon its reconstruction term (no AuxK, no penalty)
+            shown = {"loss": f"{row['loss']:.4f}", "recon": f"{row.get('recon', row['loss']):.4f}"}
+            bar.set_postfix(**shown, l0=f"{row['l0']:.1f}")
         if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < steps:
             log.write(
                 done, {f"eval/{k}": v for k, v in evaluate(sae, source.eval_batches()).items()}
