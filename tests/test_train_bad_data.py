@@ -160,3 +160,25 @@ def test_skip_corrupt_shards_trains_on_the_rest_and_counts_them(acts, tmp_path, 
         == 1
     )  # named once, however often it is read
     assert strict((tmp_path / "r2" / "metrics.json").read_text())["corrupt_shards_skipped"] == 1
+
+
+def test_nan_in_an_iterables_held_out_rows_is_named_not_the_loss(acts, tmp_path):
+    from vsae.config import SAEConfig, TrainConfig
+    from vsae.data import DataError
+    from vsae.training import train
+
+    batches = [torch.from_numpy(acts[i : i + 500].copy()) for i in range(0, 6000, 500)]
+    batches[0][123, 4] = float("nan")  # a held-out row: it would reach the statistics
+    cfg = TrainConfig(batch_size=250, steps=5, eval_samples=500, progress=False)
+    sae_cfg = SAEConfig(arch="topk", d_in=32, n_latents=64, k=4)
+    with pytest.raises(DataError, match=r"batch 0: 1 of 500 rows .*row 123, column 4"):
+        train(sae_cfg, batches, cfg, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    _, metrics = train(sae_cfg, open_source(batches, cfg_for(cfg), skip_nonfinite=True), cfg)
+    assert np.isfinite(metrics["fvu"])
+
+
+def cfg_for(cfg):
+    from vsae.data.sources import SourceConfig
+
+    return SourceConfig(batch_size=cfg.batch_size, seed=cfg.seed, eval_samples=cfg.eval_samples)

@@ -386,17 +386,21 @@ def _shard_source(path: Path, cfg: SourceConfig, skipped: Skipped) -> IterableSo
 
 
 def _iterable_source(batches: Iterable, cfg: SourceConfig, skipped: Skipped) -> IterableSource:
-    """An IterableSource; with ``skip_nonfinite`` each batch loses its non-finite rows first."""
-    if cfg.skip_nonfinite:
-        one_shot = iter(batches) is batches
-        batches = _finite_rows(batches, skipped) if one_shot else _FiniteRows(batches, skipped)
+    """An IterableSource of checked batches: a non-finite row is an error naming the batch,
+    or with ``skip_nonfinite`` it is dropped (and counted) first; so the held-out rows, and the
+    normalisation statistics taken from them, are checked too."""
+    one_shot = iter(batches) is batches
+    skip = cfg.skip_nonfinite
+    batches = (
+        _finite_rows(batches, skipped, skip) if one_shot else _FiniteRows(batches, skipped, skip)
+    )
     hold = max(cfg.eval_samples, cfg.hold)
     return IterableSource(batches, cfg.batch_size, cfg.eval_samples, hold)
 
 
-def _finite_rows(batches: Iterable, skipped: Skipped) -> Iterator[Tensor]:
+def _finite_rows(batches: Iterable, skipped: Skipped, skip: bool = True) -> Iterator[Tensor]:
     for i, x_BD in enumerate(batches):
-        kept_BD = check_batch(x_BD, f"batch {i}", skip_nonfinite=True)
+        kept_BD = check_batch(x_BD, f"batch {i}", skip_nonfinite=skip)
         skipped.nonfinite_rows += int(x_BD.shape[0] - kept_BD.shape[0])
         yield kept_BD
 
@@ -404,9 +408,10 @@ def _finite_rows(batches: Iterable, skipped: Skipped) -> Iterator[Tensor]:
 class _FiniteRows:
     """A re-iterable view of batches without their non-finite rows (``check_batch``)."""
 
-    def __init__(self, batches: Iterable, skipped: Skipped) -> None:
+    def __init__(self, batches: Iterable, skipped: Skipped, skip: bool = True) -> None:
         self.batches = batches
         self.skipped = skipped
+        self.skip = skip
         self.d = getattr(batches, "d", None)
 
     def set_epoch(self, epoch: int) -> None:
@@ -416,7 +421,7 @@ class _FiniteRows:
             set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Tensor]:
-        return _finite_rows(self.batches, self.skipped)
+        return _finite_rows(self.batches, self.skipped, self.skip)
 
 
 def _config(cfg: SourceConfig | None, fields: dict[str, object]) -> SourceConfig:
