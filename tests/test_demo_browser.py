@@ -103,6 +103,8 @@ def test_explore_pick_and_upload_image(demo_url, page, explorer, tmp_path):
     step = max(1, len(explorer.gallery) // 12)
     want = [t.latent for t in explorer.image(explorer.gallery.thumbnail(step))]
     assert _shown_ids(page) == want
+    stored_N = explorer.gallery.codes_MN[step].toarray()[0]  # the codes its latent cards rank
+    assert want[0] == int(stored_N.argmax())
     from vsae import world
 
     scene = {**world.sample_scenes(1, 5)[0]}

@@ -8,9 +8,12 @@ import gradio as gr
 
 from . import about, explore, generate
 from .config import DemoConfig
-from .messages import CSS
+from .messages import CSS as MESSAGE_CSS
 from .models import load_diffusion, load_explorer
 from .sources import DemoSources
+
+# small renders are shown enlarged (class vsae-pixels): keep their pixels sharp
+CSS = MESSAGE_CSS + "\n.vsae-pixels img { image-rendering: pixelated; }"
 
 
 def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) -> gr.Blocks:

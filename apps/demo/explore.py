@@ -99,6 +99,7 @@ def build(cfg: DemoConfig, explorer: Explorer) -> None:
             height="auto",
             allow_preview=False,
             elem_id="latent-grid",
+            elem_classes=["vsae-pixels"],
         )
         with gr.Row():
             upload = gr.File(
@@ -112,11 +113,17 @@ def build(cfg: DemoConfig, explorer: Explorer) -> None:
                 height=240,
                 allow_preview=False,
                 elem_id="image-pick",
+                elem_classes=["vsae-pixels"],
             )
         image_msg = message_box("image-msg")
         with gr.Row():
             shown = gr.Image(
-                label="image", interactive=False, height=224, format="png", elem_id="image-shown"
+                label="image",
+                interactive=False,
+                height=224,
+                format="png",
+                elem_id="image-shown",
+                elem_classes=["vsae-pixels"],
             )
             table = gr.Markdown(elem_id="image-latents")
         heat = gr.Gallery(

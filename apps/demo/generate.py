@@ -179,6 +179,7 @@ def build(model: Diffusion) -> None:
             after = gr.Image(label="after", format="png", elem_id="gen-after")
             icon = gr.Image(label="feature icon (empty prompt)", format="png", elem_id="gen-icon")
         heat = gr.Gallery(
+            elem_classes=["vsae-pixels"],
             label="where latents fire on the U-Net grid (before): the edited one, then the top",
             columns=N_HEAT,
             height="auto",

@@ -25,7 +25,7 @@ from vsae.analysis.image_codes import ImageCoder, ImageCodesError
 from vsae.data.images import iter_inputs
 
 THUMB = 96  # longest side of a stored thumbnail, in pixels
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class LatentGallery:
     Parameters
     ----------
     thumbs_MHW3 : ndarray uint8 [M, H, W, 3]
-        Thumbnails, padded to a common size (black).
+        Thumbnails (images scaled down to at most ``THUMB`` pixels a side, never up), padded
+        to a common size (black).
     keys : list of str
         One key per image (file path relative to its folder, or the world render's name).
     codes_MN : scipy.sparse matrix [M, N]
@@ -155,7 +156,8 @@ class LatentGallery:
         Returns
         -------
         PIL.Image.Image
-            Its stored thumbnail (RGB, ``THUMB`` pixels square).
+            Its stored thumbnail (RGB, at most ``THUMB`` pixels a side, padded to the
+            gallery's common size).
         """
         if not 0 <= i < len(self):
             raise ValueError(f"image index {i} out of range 0..{len(self) - 1}")
@@ -249,17 +251,26 @@ def fingerprint_of(coder: ImageCoder, data: str, n_images: int) -> str:
     return h.hexdigest()
 
 
-def _thumb(img: Image.Image) -> np.ndarray:
-    """The image scaled so its longest side is THUMB (small renders upscaled, pixels kept
-    sharp), centred on black when it is not square."""
+def _thumb(img: Image.Image) -> Image.Image:
+    """The image scaled down so its longest side is at most THUMB (never up: a small render is
+    kept pixel for pixel, so a picked gallery image encodes to the codes stored for it)."""
     img = img.convert("RGB")
     scale = THUMB / max(img.size)
+    if scale >= 1:
+        return img
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
-    img = img.resize(size, resample)
-    canvas = Image.new("RGB", (THUMB, THUMB))
-    canvas.paste(img, ((THUMB - img.width) // 2, (THUMB - img.height) // 2))
-    return np.asarray(canvas)
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def _pad(thumbs: list[Image.Image]) -> np.ndarray:
+    """Thumbnails centred on black canvases of their largest size: uint8 [M, H, W, 3]."""
+    H = max(t.height for t in thumbs)
+    W = max(t.width for t in thumbs)
+    out = np.zeros((len(thumbs), H, W, 3), np.uint8)
+    for i, t in enumerate(thumbs):
+        top, left = (H - t.height) // 2, (W - t.width) // 2
+        out[i, top : top + t.height, left : left + t.width] = np.asarray(t)
+    return out
 
 
 def build_gallery(
@@ -314,7 +325,7 @@ def build_gallery(
     if not keys:
         raise ImageCodesError(f"{data}: no readable image to build a gallery from")
     fp = fingerprint_of(coder, data, n_images)
-    return LatentGallery(np.stack(thumbs), keys, sp.vstack(blocks), fp)
+    return LatentGallery(_pad(thumbs), keys, sp.vstack(blocks), fp)
 
 
 def load_or_build_gallery(
