@@ -191,6 +191,22 @@ class ArchetypalSAE(BatchTopKSAE):
         if self.cfg.encoder_act == "batchtopk":
             super().observe(sel, vals_M)
 
+    @classmethod
+    def min_hold(cls, cfg: SAEConfig) -> int:
+        """The k-means of :meth:`init_from_data` needs one sample row per candidate point.
+
+        Parameters
+        ----------
+        cfg : SAEConfig
+            The SAE's config.
+
+        Returns
+        -------
+        int
+            ``cfg.num_candidates``.
+        """
+        return cfg.num_candidates
+
     @torch.no_grad()
     def init_from_data(self, sample_BD: Tensor) -> None:
         """Normalisation, then k-means candidates; atom i starts on candidate i.

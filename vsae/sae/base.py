@@ -138,6 +138,26 @@ class BaseSAE(nn.Module):
         """
         return x_BD / self.norm_scale + self.norm_mean_D
 
+    @classmethod
+    def min_hold(cls, cfg: SAEConfig) -> int:
+        """Rows the data-dependent init needs at least, held out of an iterable's stream.
+
+        The trainer holds out ``max(eval_samples, min_hold(cfg))`` rows of an iterable or
+        shard folder; they are the evaluation set and the sample given to
+        :meth:`init_from_data`.
+
+        Parameters
+        ----------
+        cfg : SAEConfig
+            The SAE's config.
+
+        Returns
+        -------
+        int
+            0: any sample will do (subclasses that fit something to the sample say more).
+        """
+        return 0
+
     @torch.no_grad()
     def init_from_data(self, sample_BD: Tensor) -> None:
         """Data-dependent init from a raw sample: normalisation stats and ``b_dec``.

@@ -1,6 +1,7 @@
 """Data-parallel helpers for training under ``torchrun`` (gloo on CPU, nccl on GPU).
 
-The trainer calls::
+``vsae.training.trainer`` uses ``get_rank``/``get_world_size``, ``average_gradients`` and
+``any_across_ranks``; ``vsae train`` sets up and ends the process group. The pattern::
 
     dist = setup_distributed()                 # no-op (world_size 1) outside torchrun
     model.to(dist.device)
@@ -50,10 +51,22 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """True when more than one process trains.
+
+        Returns
+        -------
+        bool
+        """
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that logs and writes.
+
+        Returns
+        -------
+        bool
+        """
         return self.rank == 0
 
 
@@ -117,17 +130,34 @@ def setup_distributed(backend: str | None = None, timeout_s: float = 600.0) -> D
 
 
 def get_rank() -> int:
-    """Rank of this process (0 when not distributed)."""
+    """Rank of this process.
+
+    Returns
+    -------
+    int
+        0 when not distributed.
+    """
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def get_world_size() -> int:
-    """Number of processes (1 when not distributed)."""
+    """Number of processes.
+
+    Returns
+    -------
+    int
+        1 when not distributed.
+    """
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (and when not distributed): log, write checkpoints and reports here."""
+    """True on rank 0 (and when not distributed): log, write checkpoints and reports here.
+
+    Returns
+    -------
+    bool
+    """
     return get_rank() == 0
 
 
@@ -138,7 +168,15 @@ def barrier() -> None:
 
 
 def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
-    """Copy rank ``src``'s parameters and buffers to every rank."""
+    """Copy rank ``src``'s parameters and buffers to every rank (no-op when not distributed).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model, the same architecture on every rank.
+    src : int
+        The rank whose values win.
+    """
     if get_world_size() <= 1:
         return
     with torch.no_grad():
@@ -150,6 +188,11 @@ def average_gradients(module: torch.nn.Module) -> None:
     """Replace every parameter's ``.grad`` by its mean over ranks (one flat all-reduce).
 
     Parameters without a gradient on this rank contribute zeros, so all ranks stay in step.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model after ``backward``; its trainable parameters' ``.grad`` are replaced.
     """
     world = get_world_size()
     if world <= 1:
@@ -168,8 +211,40 @@ def average_gradients(module: torch.nn.Module) -> None:
         offset += n
 
 
+def any_across_ranks(mask_N: torch.Tensor) -> torch.Tensor:
+    """Element-wise OR of a boolean mask over ranks (e.g. the latents that fired anywhere).
+
+    Parameters
+    ----------
+    mask_N : Tensor
+        Boolean [N], the same shape on every rank (on the rank's device: cuda under nccl).
+
+    Returns
+    -------
+    Tensor
+        Boolean [N], True where any rank's mask is True; ``mask_N`` itself when not
+        distributed.
+    """
+    if get_world_size() <= 1:
+        return mask_N
+    as_int = mask_N.to(torch.int32)
+    dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
+    return as_int.bool()
+
+
 def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor:
-    """Mean of a scalar or tensor over ranks (for logging metrics); a copy is returned."""
+    """Mean of a scalar or tensor over ranks (for logging metrics).
+
+    Parameters
+    ----------
+    value : Tensor or float
+        This rank's value.
+
+    Returns
+    -------
+    Tensor
+        float64 on the CPU, a copy (the value itself when not distributed).
+    """
     t = torch.as_tensor(value, dtype=torch.float64).clone()
     if get_world_size() > 1:
         dev = (
@@ -184,7 +259,18 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor:
 
 
 def check_in_step(step: int) -> None:
-    """Raise if ranks disagree on the step count (catches unequal batch counts before a hang)."""
+    """Raise if ranks disagree on the step count (catches unequal batch counts before a hang).
+
+    Parameters
+    ----------
+    step : int
+        This rank's step.
+
+    Raises
+    ------
+    RuntimeError
+        When the ranks' steps differ (the message gives the range).
+    """
     if get_world_size() <= 1:
         return
     t = torch.tensor([step, -step], dtype=torch.int64)
@@ -200,7 +286,20 @@ def check_in_step(step: int) -> None:
 
 
 def wrap_ddp(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
-    """Wrap in DistributedDataParallel when distributed (alternative to average_gradients)."""
+    """Wrap in DistributedDataParallel when distributed (alternative to average_gradients).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model, on ``info.device``.
+    info : DistInfo
+        From :func:`setup_distributed`.
+
+    Returns
+    -------
+    torch.nn.Module
+        The DDP wrapper, or ``module`` itself when not distributed.
+    """
     if not info.distributed:
         return module
     ids = [info.local_rank] if info.backend == "nccl" else None
@@ -229,6 +328,11 @@ def exit_distributed(code: int) -> NoReturn:
     ("terminate called without an active exception", SIGABRT; seen about one run in ten on a
     loaded 2-core machine), which torchrun reports as a failed job although every rank
     finished. Everything worth keeping is written before this is called.
+
+    Parameters
+    ----------
+    code : int
+        The exit status (0 waits at a barrier first; an error code does not).
     """
     cleanup_distributed(wait=code == 0)
     sys.stdout.flush()

@@ -1,10 +1,18 @@
-"""The training loop: AdamW, schedule, clipping, AuxK, evaluation, checkpoints, resume."""
+"""The training loop: AdamW, schedule, clipping, AuxK, evaluation, checkpoints, resume.
+
+``train`` runs in five parts: set-up (open the data, seed, build and initialise the SAE, its
+optimiser and schedule), resume (restore everything from the checkpoint), step (one optimiser
+step, gradients averaged over ranks under torchrun), evaluate (held-out metrics) and log
+(``metrics.jsonl``, checkpoints, the final files).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +23,13 @@ from vsae.config import SAEConfig, TrainConfig, to_dict
 from vsae.data import BatchSource, DataError, open_source
 from vsae.data.checks import check_metrics
 from vsae.metrics import evaluate
-from vsae.sae import BaseSAE, build
+from vsae.sae import REGISTRY, BaseSAE, build
+from vsae.sae.base import LossOutput
 from vsae.sae.io import CheckpointError
 from vsae.training import checkpoint as ckpt
+from vsae.training.distributed import any_across_ranks, average_gradients, get_rank, get_world_size
 from vsae.training.optim import adamw
+from vsae.training.run_log import RunLog
 from vsae.training.schedule import lr_factor
 
 
@@ -30,12 +41,6 @@ def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
-
-
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def make_source(
@@ -123,6 +128,25 @@ def total_steps(cfg: TrainConfig, source: BatchSource) -> int:
     raise DataError("steps must be set (> 0) when training on an iterable")
 
 
+@dataclass
+class _Run:
+    """What one training run holds between its steps (built by :func:`_set_up`)."""
+
+    sae: BaseSAE
+    source: BatchSource
+    params: list[torch.nn.Parameter]
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    since_fired_N: torch.Tensor
+    steps: int
+    device: torch.device
+    world: int
+    out: Path | None
+    main_proc: bool
+    snapshot: dict[str, Any]
+    start: int = 0
+
+
 def train(
     sae_cfg: SAEConfig,
     data: Any,
@@ -145,8 +169,8 @@ def train(
         Raw activations, opened with ``vsae.data.open_source``: an array, a ``.npy`` file
         (memory-mapped), a shard folder or an iterable. Arrays hold out ``eval_samples``
         random rows (at most 10%); shard folders and iterables hold out their first
-        ``eval_samples`` rows (at least ``n_candidates`` for archetypal SAEs, whose k-means
-        runs on them).
+        ``eval_samples`` rows (at least the SAE class's ``min_hold``: an archetypal SAE's
+        ``n_candidates``, as its k-means runs on them).
     train_cfg : TrainConfig
         Optimisation settings.
     out_dir : str or Path, optional
@@ -173,14 +197,64 @@ def train(
     Raises
     ------
     DataError
-        Data that cannot be opened or holds non-finite rows (without ``skip_nonfinite``), or
-        a non-finite final metric (nothing is written then; the last checkpoint stays).
+        Data that cannot be opened, of another width than ``sae_cfg.d_in``, or holding
+        non-finite rows (without ``skip_nonfinite``), or a non-finite final metric (nothing is
+        written then; the last checkpoint stays).
+    CheckpointError
+        A checkpoint of another configuration or an unreadable one (``resume``).
     TrainingError
-        A non-finite loss.
+        A non-finite input batch or loss (the last good checkpoint is kept).
     """
-    rank, world = _dist()
-    main_proc = rank == 0
-    min_hold = sae_cfg.num_candidates if sae_cfg.arch == "archetypal" else 0
+    run = _set_up(
+        sae_cfg, data, train_cfg, out_dir, hookpoint, num_workers, skip_nonfinite, skip_corrupt
+    )
+    if resume and run.out is not None:
+        _resume(run)
+    run.source.start_at(run.start)
+    log = RunLog(
+        run.out / "metrics.jsonl" if (run.out is not None and run.main_proc) else None, run.start
+    )
+    loss_fn = torch.compile(run.sae.loss) if train_cfg.compile else run.sae.loss
+    bar = tqdm(
+        range(run.start, run.steps),
+        initial=run.start,
+        total=run.steps,
+        desc=f"train {sae_cfg.arch}",
+        disable=not (train_cfg.progress and run.main_proc),
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    for step in bar:
+        res, dead_N = _step(run, step, loss_fn, train_cfg)
+        done = step + 1
+        if train_cfg.log_every and (done % train_cfg.log_every == 0 or done == run.steps):
+            row = _log_row(run, res, dead_N)
+            log.write(done, row)
+            # loss is the whole objective; recon its reconstruction term (no AuxK, no penalty)
+            shown = {"loss": f"{row['loss']:.4f}", "recon": f"{row.get('recon', row['loss']):.4f}"}
+            bar.set_postfix(**shown, l0=f"{row['l0']:.1f}")
+        if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < run.steps:
+            log.write(done, _evaluate(run))
+        if run.out is not None and run.main_proc and train_cfg.ckpt_every:
+            if done % train_cfg.ckpt_every == 0:
+                ckpt.save_checkpoint(run.out, _checkpoint_state(run, done))
+    bar.close()
+    return _finish(run, log, t0, skip_nonfinite, skip_corrupt)
+
+
+def _set_up(
+    sae_cfg: SAEConfig,
+    data: Any,
+    train_cfg: TrainConfig,
+    out_dir: str | Path | None,
+    hookpoint: str | None,
+    num_workers: int,
+    skip_nonfinite: bool,
+    skip_corrupt: bool,
+) -> _Run:
+    """Open the data, seed, build and initialise the SAE, its optimiser and schedule."""
+    rank, world = get_rank(), get_world_size()
+    min_hold = REGISTRY[sae_cfg.arch].min_hold(sae_cfg)
     source = make_source(
         data, train_cfg, rank, world, min_hold, hookpoint, num_workers, skip_nonfinite, skip_corrupt
     )
@@ -190,8 +264,6 @@ def train(
     device = _device(train_cfg)
     torch.manual_seed(train_cfg.seed)
     steps = total_steps(train_cfg, source)
-    out = Path(out_dir) if out_dir is not None else None
-
     sae = build(sae_cfg)
     sae.init_from_data(source.sample(train_cfg.norm_samples))
     sae.to(device).train()
@@ -200,121 +272,144 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, steps, train_cfg.warmup_steps, train_cfg.decay_frac)
     )
-    since_fired_N = torch.zeros(sae.n_latents, dtype=torch.long, device=device)
-    start = 0
-    snapshot = {"sae": to_dict(sae_cfg), "train": _resume_relevant(train_cfg)}
-    state = ckpt.load_checkpoint(out) if (resume and out is not None) else None
-    if state is not None:
-        where = ckpt.checkpoint_path(out)
-        saved = json.loads(state["config"])
-        ckpt.check_same_config(saved["sae"], snapshot["sae"], "SAE", where)
-        ckpt.check_same_config(saved["train"], snapshot["train"], "training", where)
-        ckpt.restore_model(sae, state, where)
-        opt.load_state_dict(state["optim"])
-        sched.load_state_dict(state["sched"])
-        since_fired_N.copy_(state["since_fired"])
-        torch.set_rng_state(state["rng"])
-        for name, gen in sae_generators(sae).items():
-            gen.set_state(state["generators"][name])
-        start = int(state["step"])
-    source.start_at(start)
-
-    log = _Log(out / "metrics.jsonl" if (out is not None and main_proc) else None, start)
-    use_autocast = train_cfg.autocast and device.type == "cuda"
-    loss_fn = torch.compile(sae.loss) if train_cfg.compile else sae.loss
-    bar = tqdm(
-        range(start, steps),
-        initial=start,
-        total=steps,
-        desc=f"train {sae_cfg.arch}",
-        disable=not (train_cfg.progress and main_proc),
-        dynamic_ncols=True,
+    return _Run(
+        sae=sae,
+        source=source,
+        params=params,
+        opt=opt,
+        sched=sched,
+        since_fired_N=torch.zeros(sae.n_latents, dtype=torch.long, device=device),
+        steps=steps,
+        device=device,
+        world=world,
+        out=Path(out_dir) if out_dir is not None else None,
+        main_proc=rank == 0,
+        snapshot={"sae": to_dict(sae_cfg), "train": _resume_relevant(train_cfg)},
     )
-    t0 = time.perf_counter()
-    for step in bar:
-        x_BD = source.batch(step).to(device, non_blocking=True)
-        if not torch.isfinite(x_BD).all():
-            raise TrainingError(
-                f"step {step}: the input batch holds NaN or inf values; "
-                f"the last good checkpoint is kept"
-            )
-        dead_N = since_fired_N > train_cfg.dead_after
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            res = loss_fn(sae.normalize(x_BD), dead_N)
-        if not torch.isfinite(res.loss):
-            raise TrainingError(
-                f"step {step}: the loss is {res.loss.item()}; the last good checkpoint is kept"
-            )
-        opt.zero_grad(set_to_none=True)
-        res.loss.backward()
-        fired_N = res.fired_N
-        if world > 1:
-            _all_reduce_grads(params, world)
-            fired_N = _any_across(fired_N)
-        sae.before_step()
-        if train_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
-        opt.step()
-        sched.step()
-        sae.after_step()
-        since_fired_N += x_BD.shape[0] * world
-        since_fired_N[fired_N] = 0
-        done = step + 1
-        if train_cfg.log_every and (done % train_cfg.log_every == 0 or done == steps):
-            row = {k: float(v) for k, v in res.terms.items()}
-            row.update(
-                loss=float(res.loss.detach()),
-                l0=float(res.l0),
-                dead_frac=float(dead_N.float().mean()),
-                lr=sched.get_last_lr()[0],
-            )
-            log.write(done, row)
-            # loss is the whole objective; recon its reconstruction term (no AuxK, no penalty)
-            shown = {"loss": f"{row['loss']:.4f}", "recon": f"{row.get('recon', row['loss']):.4f}"}
-            bar.set_postfix(**shown, l0=f"{row['l0']:.1f}")
-        if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < steps:
-            log.write(
-                done, {f"eval/{k}": v for k, v in evaluate(sae, source.eval_batches()).items()}
-            )
-        if (
-            out is not None
-            and main_proc
-            and train_cfg.ckpt_every
-            and done % train_cfg.ckpt_every == 0
-        ):
-            ckpt.save_checkpoint(
-                out,
-                {
-                    "model": sae.state_dict(),
-                    "optim": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "step": done,
-                    "since_fired": since_fired_N.cpu(),
-                    "rng": torch.get_rng_state(),
-                    "generators": {k: g.get_state() for k, g in sae_generators(sae).items()},
-                    "config": ckpt.dumps(snapshot),
-                },
-            )
-    bar.close()
-    sae.eval()
-    metrics = evaluate(sae, source.eval_batches())
-    metrics["train_seconds"] = time.perf_counter() - t0
-    metrics["steps"] = float(steps)
+
+
+def _resume(run: _Run) -> None:
+    """Restore model, optimiser, schedule, dead-latent counters and RNGs from the checkpoint.
+
+    Without a checkpoint in the run folder the run starts fresh (``run.start`` stays 0).
+    """
+    state = ckpt.load_checkpoint(run.out)
+    if state is None:
+        return
+    where = ckpt.checkpoint_path(run.out)
+    saved = json.loads(state["config"])
+    ckpt.check_same_config(saved["sae"], run.snapshot["sae"], "SAE", where)
+    ckpt.check_same_config(saved["train"], run.snapshot["train"], "training", where)
+    ckpt.restore_model(run.sae, state, where)
+    run.opt.load_state_dict(state["optim"])
+    run.sched.load_state_dict(state["sched"])
+    run.since_fired_N.copy_(state["since_fired"])
+    torch.set_rng_state(state["rng"])
+    for name, gen in sae_generators(run.sae).items():
+        gen.set_state(state["generators"][name])
+    run.start = int(state["step"])
+
+
+def _step(
+    run: _Run, step: int, loss_fn: Callable[..., LossOutput], cfg: TrainConfig
+) -> tuple[LossOutput, torch.Tensor]:
+    """One optimiser step; returns the loss output and the dead-latent mask [N] it used."""
+    x_BD = run.source.batch(step).to(run.device, non_blocking=True)
+    if not torch.isfinite(x_BD).all():
+        raise TrainingError(
+            f"step {step}: the input batch holds NaN or inf values; "
+            f"the last good checkpoint is kept"
+        )
+    dead_N = run.since_fired_N > cfg.dead_after
+    use_autocast = cfg.autocast and run.device.type == "cuda"
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_autocast):
+        res = loss_fn(run.sae.normalize(x_BD), dead_N)
+    if not torch.isfinite(res.loss):
+        raise TrainingError(
+            f"step {step}: the loss is {res.loss.item()}; the last good checkpoint is kept"
+        )
+    run.opt.zero_grad(set_to_none=True)
+    res.loss.backward()
+    fired_N = res.fired_N
+    if run.world > 1:
+        average_gradients(run.sae)
+        fired_N = any_across_ranks(fired_N)
+    run.sae.before_step()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+    run.opt.step()
+    run.sched.step()
+    run.sae.after_step()
+    run.since_fired_N += x_BD.shape[0] * run.world
+    run.since_fired_N[fired_N] = 0
+    return res, dead_N
+
+
+def _log_row(run: _Run, res: LossOutput, dead_N: torch.Tensor) -> dict[str, float]:
+    """The training log's row of a step: loss terms, loss, L0, dead fraction, learning rate."""
+    row = {k: float(v) for k, v in res.terms.items()}
+    row.update(
+        loss=float(res.loss.detach()),
+        l0=float(res.l0),
+        dead_frac=float(dead_N.float().mean()),
+        lr=run.sched.get_last_lr()[0],
+    )
+    return row
+
+
+def _evaluate(run: _Run) -> dict[str, float]:
+    """The held-out metrics as ``eval/NAME`` log entries."""
+    return {f"eval/{k}": v for k, v in evaluate(run.sae, run.source.eval_batches()).items()}
+
+
+def _checkpoint_state(run: _Run, done: int) -> dict[str, Any]:
+    """Everything an exact resume after ``done`` steps needs."""
+    return {
+        "model": run.sae.state_dict(),
+        "optim": run.opt.state_dict(),
+        "sched": run.sched.state_dict(),
+        "step": done,
+        "since_fired": run.since_fired_N.cpu(),
+        "rng": torch.get_rng_state(),
+        "generators": {k: g.get_state() for k, g in sae_generators(run.sae).items()},
+        "config": ckpt.dumps(run.snapshot),
+    }
+
+
+def _finish(
+    run: _Run, log: RunLog, t0: float, skip_nonfinite: bool, skip_corrupt: bool
+) -> tuple[BaseSAE, dict[str, float]]:
+    """Final evaluation (refused when non-finite) and what was skipped; rank 0 writes the log's
+    last row, the SAE and ``metrics.json``."""
+    run.sae.eval()
+    metrics = evaluate(run.sae, run.source.eval_batches())
+    metrics["train_seconds"] = time.perf_counter() - t0  # the final evaluation included
+    metrics["steps"] = float(run.steps)
     check_metrics(metrics, "the held-out evaluation rows")
-    skipped = getattr(source, "skipped", None)
+    skipped = getattr(run.source, "skipped", None)
     if skip_nonfinite and skipped is not None:
         metrics["nonfinite_rows_dropped"] = skipped.nonfinite_rows
     if skip_corrupt and skipped is not None:
         metrics["corrupt_shards_skipped"] = len(skipped.corrupt_shards())
-    if out is not None and main_proc:
-        log.write(steps, {f"eval/{k}": v for k, v in metrics.items()})
-        sae.save(out)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-    return sae, metrics
+    if run.out is not None and run.main_proc:
+        log.write(run.steps, {f"eval/{k}": v for k, v in metrics.items()})
+        run.sae.save(run.out)
+        (run.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    return run.sae, metrics
 
 
 def sae_generators(sae: BaseSAE) -> dict[str, torch.Generator]:
-    """Random generators an SAE owns (random prefixes), saved with checkpoints."""
+    """Random generators an SAE owns (random prefixes), saved with checkpoints.
+
+    Parameters
+    ----------
+    sae : BaseSAE
+
+    Returns
+    -------
+    dict
+        Attribute name -> generator.
+    """
     return {name: value for name, value in vars(sae).items() if isinstance(value, torch.Generator)}
 
 
@@ -323,48 +418,6 @@ def _resume_relevant(cfg: TrainConfig) -> dict[str, Any]:
     for key in ("progress", "device", "compile", "log_every", "eval_every", "ckpt_every"):
         data.pop(key)
     return data
-
-
-def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    for p in params:
-        if p.grad is not None:
-            torch.distributed.all_reduce(p.grad)
-            p.grad /= world
-
-
-def _any_across(mask_N: torch.Tensor) -> torch.Tensor:
-    as_int = mask_N.to(torch.int32)
-    torch.distributed.all_reduce(as_int, op=torch.distributed.ReduceOp.MAX)
-    return as_int.bool()
-
-
-class _Log:
-    """Appends one JSON object per line; on resume drops lines past the checkpoint."""
-
-    def __init__(self, path: Path | None, start: int) -> None:
-        self.path = path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if start == 0:
-            path.write_text("")
-            return
-        if path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if _step_of(ln) <= start]
-            path.write_text("".join(ln + "\n" for ln in keep))
-
-    def write(self, step: int, row: dict[str, float]) -> None:
-        if self.path is None:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **row}) + "\n")
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62
 
 
 __all__ = ["CheckpointError", "TrainingError", "make_source", "total_steps", "train"]
