@@ -110,11 +110,14 @@ MODULES = (
     "vsae.world.diffusion",
     "vsae.world.evaluate",
     "vsae.world.export",
+    "vsae.world.judge",
     "vsae.world.loop",
     "vsae.world.pairs",
     "vsae.world.render",
     "vsae.world.scenes",
     "vsae.world.tokens",
+    "vsae.world.train_clip",
+    "vsae.world.train_diffusion",
     "vsae.world.vocab",
     "vsae.world.zeroshot",
 )
@@ -150,9 +153,6 @@ PENDING = {
     "vsae.interventions.stats": "issue 17 (interventions)",
     "vsae.sae.matryoshka_prefix": "the Matryoshka SAE work",
     "vsae.training.checkpoint": "issue 12 §2 (training)",
-    "vsae.world.judge": "issue 12 §5 (world trainers)",
-    "vsae.world.train_clip": "issue 12 §5 (world trainers)",
-    "vsae.world.train_diffusion": "issue 12 §5 (world trainers)",
 }
 
 
