@@ -21,9 +21,26 @@ def test_quick_quality_benchmark_writes_every_output(tmp_path):
         "bench", "quality", "--quick", "--out", str(out), "--no-progress", timeout=QUICK_TIMEOUT_S
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    printed = json.loads(proc.stdout)
     results = json.loads((out / "quality.json").read_text())
     assert printed["targets"] == results["targets"]
+    # the benchmark contract's keys, in the printed report and under quality.json's header
+    assert list(printed) == [
+        "benchmark",
+        "date_utc",
+        "command",
+        "machine",
+        "settings",
+        "out",
+        "run",
+        "results",
+        "targets",
+    ]
+    assert printed["benchmark"] == results["benchmark"] == "quality"
+    assert printed["settings"]["quick"] is True and printed["run"] == results["run"]
+    for t in printed["targets"]:
+        assert t["target"] == t["claim"] and t["passed"] is t["pass"]
+        assert all(isinstance(v, float) for v in t["values"]) and t["values"]
     suites = results["suites"]
     assert set(suites) == set(SUITES)
     for name in ("flat", "hierarchy", "identifiability"):

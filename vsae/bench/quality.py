@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from vsae.bench.harness import emit, make_report
 from vsae.bench.quality_report import write_markdown, write_plots
 from vsae.bench.quality_synthetic import (
     SyntheticSizes,
@@ -74,7 +75,13 @@ FULL = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``vsae bench quality``."""
+    """Options of ``vsae bench quality``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``quality`` sub-command's parser.
+    """
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -115,7 +122,20 @@ def _pick(text: str, allowed, what: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen suites, write the outputs and print the targets as JSON."""
+    """Run the chosen suites, write the outputs and print the benchmark's JSON.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of :func:`add_arguments`.
+
+    Returns
+    -------
+    int
+        0; the report (``benchmark, date_utc, command, machine, settings, out, run, results,
+        targets``) is printed here and ``quality.json``, ``quality.md`` and the plots are
+        written into ``--out``.
+    """
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     suites = _pick(args.suites, SUITES, "suite")
@@ -164,8 +184,27 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(time.time() - t0, 1),
         "suite_seconds": timings,
     }
-    (out / "quality.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    settings = {
+        "quick": bool(args.quick),
+        "suites": suites,
+        "variants": names,
+        "configs": str(configs),
+        "threads": torch.get_num_threads(),
+    }
+    summary = {
+        "out": str(out),
+        "quality_json": str(out / "quality.json"),
+        "seconds": results["run"]["seconds"],
+        "suite_seconds": timings,
+    }
+    report = make_report(
+        "quality", settings, summary, results["targets"], out=str(out), run=results["run"]
+    )
+    # quality.json: every number (suites, targets, run, as before) under the contract's header
+    header = {k: report[k] for k in ("benchmark", "date_utc", "command", "machine", "settings")}
+    full = {**header, **results, "results": summary}
+    (out / "quality.json").write_text(json.dumps(full, indent=2, default=float) + "\n")
     plots = write_plots(results, out)
     write_markdown(results, out / "quality.md", plots)
-    print(json.dumps({"out": str(out), "targets": results["targets"], "run": results["run"]}))
+    emit(report)  # the contract's JSON on stdout; --out is the folder above
     return 0

@@ -1,8 +1,10 @@
 """The issue's targets, checked against measured numbers (never the other way round).
 
-Each target is a dict: name, claim, measured values, pass, and - when it fails -
-the measured shortfall as its reason. A target whose suite did not run is
-reported with ``pass: None``.
+Each target is a dict in the benchmark contract's form (``name``, ``target``, ``values``,
+``passed``; see ``vsae.bench.harness``) that keeps the older keys too: ``claim`` (the same text
+as ``target``), ``measured`` (the numbers by name), ``pass`` (the same as ``passed``) and -
+when it fails - the measured shortfall as its ``reason``. A target whose suite did not run is
+reported with ``passed: None``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ ZERO_SHOT_KEPT_MIN = 0.97
 MSAES = ("msae_uw", "msae_rw")
 
 
-def _target(name: str, claim: str, measured: dict[str, Any], ok: bool | None, why: str) -> dict:
+def _target(
+    name: str,
+    claim: str,
+    measured: dict[str, Any],
+    ok: bool | None,
+    why: str,
+    values: list[float],
+) -> dict:
+    """One target: the contract's four keys, then the older ``claim/measured/pass/reason``."""
     return {
         "name": name,
+        "target": claim,
+        "values": [float(v) for v in values],
+        "passed": ok,
         "claim": claim,
         "measured": measured,
         "pass": ok,
@@ -28,7 +41,7 @@ def _target(name: str, claim: str, measured: dict[str, Any], ok: bool | None, wh
 
 
 def _missing(name: str, claim: str, what: str) -> dict:
-    return _target(name, claim, {}, None, f"not measured: {what} did not run")
+    return _target(name, claim, {}, None, f"not measured: {what} did not run", [])
 
 
 def _msae_at_target(world: dict, name: str) -> dict | None:
@@ -52,7 +65,8 @@ def world_targets(world: dict | None) -> list[dict]:
             f"at sparsity {p['sparsity']:.3f}: cos {p['cos']:.4f} (need >= {COS_MIN}), "
             f"FVU {p['fvu']:.4f} (need <= {FVU_MAX})"
         )
-        out.append(_target(f"{name}_recon_at_0.8", claim, m, ok, why))
+        values = [p["cos"], p["fvu"], p["sparsity"]]
+        out.append(_target(f"{name}_recon_at_0.8", claim, m, ok, why, values))
 
         claim = f"{label} curve at or above TopK's at every matched L0 (FVU <= and cos >=)"
         if "topk" not in world["variants"]:
@@ -65,7 +79,12 @@ def world_targets(world: dict | None) -> list[dict]:
         why = f"kept {p['zero_shot_kept']:.4f} of the original mean zero-shot accuracy"
         out.append(
             _target(
-                f"{name}_zero_shot_kept", claim, {"zero_shot_kept": p["zero_shot_kept"]}, ok, why
+                f"{name}_zero_shot_kept",
+                claim,
+                {"zero_shot_kept": p["zero_shot_kept"]},
+                ok,
+                why,
+                [p["zero_shot_kept"]],
             )
         )
     return out
@@ -97,6 +116,7 @@ def _pareto_target(world: dict, name: str, claim: str) -> dict:
         {"points": rows},
         bool(rows) and not fails,
         "; ".join(fails) or "no matched L0",
+        [r["fvu"] - r["topk_fvu"] for r in rows],  # FVU margin to TopK per matched L0
     )
 
 
@@ -109,7 +129,7 @@ def stability_target(stab: dict | None) -> dict:
     ra, tk = stab["variants"]["ra_sae"]["stability"], stab["variants"]["topk"]["stability"]
     ok = ra >= STABILITY_MIN and ra >= tk + STABILITY_MARGIN
     why = f"RA-SAE {ra:.4f}, TopK {tk:.4f} (margin {ra - tk:+.4f})"
-    return _target(name, claim, {"ra_sae": ra, "topk": tk}, ok, why)
+    return _target(name, claim, {"ra_sae": ra, "topk": tk}, ok, why, [ra, tk])
 
 
 def identifiability_target(ident: dict | None) -> dict:
@@ -122,7 +142,8 @@ def identifiability_target(ident: dict | None) -> dict:
     tk = ident["variants"]["topk"]["identifiability"]
     ok = ra >= IDENT_MIN and ra > tk
     why = f"RA-SAE {ra:.4f}, TopK {tk:.4f} (chance {ident['chance']:.4f})"
-    return _target(name, claim, {"ra_sae": ra, "topk": tk, "chance": ident["chance"]}, ok, why)
+    measured = {"ra_sae": ra, "topk": tk, "chance": ident["chance"]}
+    return _target(name, claim, measured, ok, why, [ra, tk])
 
 
 def flat_target(flat: dict | None) -> dict:
@@ -133,7 +154,7 @@ def flat_target(flat: dict | None) -> dict:
     best = flat["best_mmcs"]
     ok = best["mmcs"] >= MMCS_MIN
     why = f"best is {best['variant']} with MMCS {best['mmcs']:.4f}"
-    return _target("flat_best_mmcs", claim, dict(best), ok, why)
+    return _target("flat_best_mmcs", claim, dict(best), ok, why, [best["mmcs"]])
 
 
 def all_targets(results: dict) -> list[dict]:

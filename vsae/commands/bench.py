@@ -18,6 +18,7 @@ BENCHMARKS = {
     "speed": "train-step throughput of the fast SAE paths against dense references",
     "quality": "reconstruction, stability and identifiability of every architecture",
     "interventions": "steering, icons and reconstruct-only cost of SAEs in the tiny U-Net",
+    "pipeline": "extraction overhead, shard reader throughput and bytes on disk",
 }
 
 

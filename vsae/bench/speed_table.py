@@ -1,6 +1,6 @@
 """Markdown tables of a ``vsae bench speed`` JSON file (as in benchmarks/results/speed.md).
 
-Usage: ``python benchmarks/speed_table.py benchmarks/results/speed-DATE-cpu.json``
+Usage: ``python -m vsae.bench.speed_table benchmarks/results/speed-DATE-cpu.json``
 """
 
 from __future__ import annotations
@@ -52,7 +52,18 @@ def msae_tables(report: dict) -> list[str]:
 
 
 def tables(report: dict) -> str:
-    """The grid, the RA-SAE / TopK pairs, the encoder shares and the targets as Markdown."""
+    """The grid, the RA-SAE / TopK pairs, the encoder shares and the targets as Markdown.
+
+    Parameters
+    ----------
+    report : dict
+        A ``vsae bench speed`` JSON object.
+
+    Returns
+    -------
+    str
+        Markdown tables.
+    """
     out = [
         "| arch | d | n | k | vsae s/step | vsae samples/s | reference s/step | speedup "
         "| vsae peak GiB | encoder share | fp32 check |",
@@ -103,5 +114,27 @@ def tables(report: dict) -> str:
     return "\n".join(out)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Print the tables of the JSON file named by the first argument.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``): one path.
+
+    Returns
+    -------
+    int
+        0, or 2 with a usage line on stderr when no single path is given.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m vsae.bench.speed_table SPEED_JSON", file=sys.stderr)
+        return 2
+    with open(args[0]) as f:
+        print(tables(json.load(f)))
+    return 0
+
+
 if __name__ == "__main__":
-    print(tables(json.loads(open(sys.argv[1]).read())))
+    raise SystemExit(main())
