@@ -36,6 +36,18 @@ def _table_expected(explorer, path) -> list[str]:
 
 
 @pytest.mark.slow
+def _forged_server_path_is_refused(url: str, path) -> None:
+    """A raw API call naming a file on the server (not uploaded) gets an error, no output."""
+    import httpx
+
+    body = {"data": [{"path": str(path), "meta": {"_type": "gradio.FileData"}}]}
+    r = httpx.post(f"{url}gradio_api/call/image", json=body, timeout=60)
+    event = r.json()["event_id"]
+    stream = httpx.get(f"{url}gradio_api/call/image/{event}", timeout=120).text
+    assert stream.startswith("event: error"), stream[:200]
+    assert "image-msg" not in stream and "Top latents" not in stream
+
+
 def _generated_expected(demo_block_sae, requests) -> dict:
     from vsae.interventions import (
         Steer,
@@ -113,6 +125,7 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
             errors.append(e)
 
     with serve({"concurrency_per_model": 2}, sources, cache) as url:
+        _forged_server_path_is_refused(url, uploads[0])
         threads = [threading.Thread(target=session, args=(s, url)) for s in range(N_SESSIONS)]
         for t in threads:
             t.start()
