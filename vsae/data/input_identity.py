@@ -62,7 +62,18 @@ def data_identity(data: Any) -> dict | None:
 
 
 def data_label(data: Any) -> str | None:
-    """How the user named ``data`` (for messages), or None for an in-memory iterable."""
+    """How the user named ``data`` (for messages).
+
+    Parameters
+    ----------
+    data : object
+        A path, a list of WebDataset shard URLs, or an in-memory iterable.
+
+    Returns
+    -------
+    str or None
+        The path or the comma-joined URLs; None for an in-memory iterable.
+    """
     if isinstance(data, (str, os.PathLike)):
         return str(data)
     if isinstance(data, (list, tuple)) and is_webdataset(data):

@@ -27,7 +27,20 @@ class ShardError(RuntimeError):
 
 
 def shard_name(index: int, compress: bool = False) -> str:
-    """Return the file name of shard number ``index`` (``.tar.gz`` when compressed)."""
+    """The file name of shard number ``index``.
+
+    Parameters
+    ----------
+    index : int
+        Shard number, from 0.
+    compress : bool
+        A gzip-compressed shard (``.tar.gz``).
+
+    Returns
+    -------
+    str
+        ``shard-000042.tar`` (or ``.tar.gz``).
+    """
     return f"shard-{index:06d}.tar" + (".gz" if compress else "")
 
 
@@ -35,12 +48,32 @@ def field_name(hookpoint: str) -> str:
     """Return the tar member suffix (without ``.npy``) used for a hookpoint.
 
     Dots would split the WebDataset key, so every character outside ``[A-Za-z0-9_]`` becomes ``_``.
+
+    Parameters
+    ----------
+    hookpoint : str
+        E.g. ``"blocks.6"``.
+
+    Returns
+    -------
+    str
+        E.g. ``"blocks_6"``.
     """
     return re.sub(r"[^A-Za-z0-9_]", "_", hookpoint)
 
 
 def encode_array(arr: np.ndarray) -> bytes:
-    """Serialise an array as ``.npy`` bytes (no pickle)."""
+    """Serialise an array as ``.npy`` bytes (no pickle).
+
+    Parameters
+    ----------
+    arr : ndarray
+        Any numeric array (made C-contiguous).
+
+    Returns
+    -------
+    bytes
+    """
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
     return buf.getvalue()
@@ -55,6 +88,23 @@ def decode_array(data: bytes, where: str) -> np.ndarray:
     The header of every array of a hookpoint is the same, so parsed headers are cached and the
     payload is wrapped with ``np.frombuffer`` (the first parse goes through ``np.load`` with
     ``allow_pickle=False``, which rejects object arrays).
+
+    Parameters
+    ----------
+    data : bytes
+        A ``.npy`` member's bytes.
+    where : str
+        The shard and member, named in errors.
+
+    Returns
+    -------
+    ndarray
+        A read-only view of ``data`` (cached header) or a parsed array.
+
+    Raises
+    ------
+    ShardError
+        Bytes that are not a ``.npy`` array (or would need unpickling).
     """
     try:
         if data[:6] == b"\x93NUMPY" and data[6] == 1:
@@ -76,6 +126,15 @@ def decode_array(data: bytes, where: str) -> np.ndarray:
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a synced temporary file, then a rename).
+
+    Parameters
+    ----------
+    path : Path
+        The file; a reader sees the old or the new content, never a partial one.
+    obj : dict
+        JSON-serialisable.
+    """
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
@@ -122,6 +181,19 @@ class RunningStats:
 
     Sums are taken around a fixed shift ``c`` (the first batch's mean) for numerical stability:
     ``mean = c + S1/n`` and ``E||x - mean||^2 = S2/n - ||S1/n||^2``.
+
+    Parameters
+    ----------
+    d : int
+        Width D of the vectors.
+    n : int
+        Vectors summed so far.
+    shift : ndarray, optional
+        The shift c [D] (set by the first update).
+    s1 : ndarray, optional
+        Sum of ``x - c`` [D].
+    s2 : float
+        Sum of ``||x - c||^2``.
     """
 
     d: int
@@ -131,7 +203,13 @@ class RunningStats:
     s2: float = 0.0
 
     def update(self, x_ND: np.ndarray) -> None:
-        """Add vectors ``x_ND`` (any float dtype) to the sums."""
+        """Add vectors to the sums.
+
+        Parameters
+        ----------
+        x_ND : ndarray
+            Vectors [N, D] of any float dtype (summed in float64).
+        """
         if x_ND.shape[0] == 0:
             return
         assert x_ND.ndim == 2 and x_ND.shape[1] == self.d, (x_ND.shape, self.d)
@@ -145,7 +223,13 @@ class RunningStats:
         self.n += x.shape[0]
 
     def merge(self, other: RunningStats) -> None:
-        """Add another accumulator's sums (re-centred onto this shift)."""
+        """Add another accumulator's sums (re-centred onto this shift).
+
+        Parameters
+        ----------
+        other : RunningStats
+            Sums of other vectors of the same width.
+        """
         if other.n == 0:
             return
         if self.shift is None:
@@ -163,24 +247,49 @@ class RunningStats:
         self.n += other.n
 
     def mean(self) -> np.ndarray:
-        """Dataset mean, shape [D]."""
+        """The mean of the vectors seen.
+
+        Returns
+        -------
+        ndarray
+            float64 [D] (zeros before any vector).
+        """
         if self.n == 0:
             return np.zeros(self.d)
         return self.shift + self.s1 / self.n
 
     def mean_sq_dist(self) -> float:
-        """E ||x - mean||^2."""
+        """The mean squared distance to the mean, E ||x - mean||^2.
+
+        Returns
+        -------
+        float
+            0 before any vector.
+        """
         if self.n == 0:
             return 0.0
         m = self.s1 / self.n
         return max(self.s2 / self.n - float(m @ m), 0.0)
 
     def scale(self) -> float:
-        """Scalar s with E ||s (x - mean)||^2 = d (1.0 when undefined)."""
+        """The scalar s with E ||s (x - mean)||^2 = d.
+
+        Returns
+        -------
+        float
+            1.0 when undefined (no spread).
+        """
         msd = self.mean_sq_dist()
         return math.sqrt(self.d / msd) if msd > 0 else 1.0
 
     def to_json(self) -> dict:
+        """The sums as a JSON-ready dict (the writer's resume state).
+
+        Returns
+        -------
+        dict
+            ``d``, ``n``, ``s2``, ``shift`` and ``s1`` (lists or None).
+        """
         return {
             "d": self.d,
             "n": self.n,
@@ -191,6 +300,17 @@ class RunningStats:
 
     @classmethod
     def from_json(cls, obj: dict) -> RunningStats:
+        """The accumulator :meth:`to_json` wrote.
+
+        Parameters
+        ----------
+        obj : dict
+            From :meth:`to_json`.
+
+        Returns
+        -------
+        RunningStats
+        """
         st = cls(d=int(obj["d"]), n=int(obj["n"]), s2=float(obj["s2"]))
         if obj["shift"] is not None:
             st.shift = np.asarray(obj["shift"], dtype=np.float64)

@@ -224,7 +224,13 @@ class ShardBatches(torch.utils.data.IterableDataset):
     # -- sizes ---------------------------------------------------------------------------------
 
     def batches_per_rank(self) -> int | None:
-        """Batches one rank yields per epoch (None when unknown: unsharded partial last batch)."""
+        """Batches one rank yields per epoch.
+
+        Returns
+        -------
+        int or None
+            None when unknown (no fixed epoch length and a partial last batch kept).
+        """
         if self.epoch_vectors is not None:
             return int(self.epoch_vectors) // (self.batch_size * self.world_size)
         if self.drop_last:
@@ -235,7 +241,13 @@ class ShardBatches(torch.utils.data.IterableDataset):
         return self.batches_per_rank()
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch (the shard order and buffer seeds derive from seed and epoch)."""
+        """Choose the epoch (the shard order and buffer seeds derive from seed and epoch).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch the next ``iter()`` reads.
+        """
         self.epoch = int(epoch)
 
     # -- iteration --------------------------------------------------------------------------

@@ -180,6 +180,7 @@ class ActivationWriter:
 
     @property
     def complete(self) -> bool:
+        """True once :meth:`finish` has committed the last shard."""
         return bool(self.state["complete"])
 
     # -- writing ----------------------------------------------------------------------------
@@ -203,7 +204,17 @@ class ActivationWriter:
         )
 
     def skip(self, input_index: int, key: str, error: str) -> None:
-        """Record an input that could not be read (reported in meta.json)."""
+        """Record an input that could not be read (reported in meta.json).
+
+        Parameters
+        ----------
+        input_index : int
+            The input's position in the input order.
+        key : str
+            Its source key (path, URL or shard key).
+        error : str
+            Why it was skipped.
+        """
         self._pending.skipped.append({"input_index": int(input_index), "key": key, "error": error})
         self._pending.last_input = max(self._pending.last_input, int(input_index))
 
@@ -319,7 +330,19 @@ class ActivationWriter:
         self._pending = _Pending()
 
     def finish(self, input_next: int | None = None) -> dict:
-        """Commit the last shard, mark the dataset complete and return meta.json's content."""
+        """Commit the last shard, mark the dataset complete and return meta.json's content.
+
+        Parameters
+        ----------
+        input_next : int, optional
+            The index of the next input after this dataset (default: one past the last added
+            or skipped input).
+
+        Returns
+        -------
+        dict
+            The content of meta.json (:meth:`meta`).
+        """
         p = self._pending
         end = input_next if input_next is not None else max(p.last_input + 1, self.input_next)
         if self._tar is not None or p.skipped or end != self.input_next:
@@ -339,7 +362,14 @@ class ActivationWriter:
             p.unlink()
 
     def meta(self) -> dict:
-        """The public dataset description (what meta.json holds)."""
+        """The public dataset description (what meta.json holds).
+
+        Returns
+        -------
+        dict
+            Format version, source, dtype, hookpoints (d, field, n_vectors, mean, scale, ...),
+            shards, counts, skipped inputs and extra info.
+        """
         st = self.state
         hps = {}
         for hp, d in self.hookpoints.items():
