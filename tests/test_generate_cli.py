@@ -163,7 +163,7 @@ def test_heatmap_writes_overlays_of_the_top_latents(cli, block_sae_dir, tmp_path
         (["--sae", "{sae}", "--steer", "#1=x"], "'x' is not a number"),
         (["--sae", "{sae}", "--steer", "#1=3@{tmp}/nope.png"], "no such mask file"),
         (["--sae", "{sae}", "--ablate", "#1", "--steps", "3:9"], "outside the schedule"),
-        (["--sae", "{tmp}", "--ablate", "#1"], "not an SAE folder"),
+        (["--sae", "{tmp}/none", "--ablate", "#1"], "no such SAE folder"),
         (["--steer", "#1=3"], "edits need an SAE"),
         (["--sae", "{sae}", "--prompt", " "], "--prompt is empty"),
     ],

@@ -244,7 +244,7 @@ def test_stats_from_training_shards_and_the_output_mode_from_metadata(tmp_path):
         compute_latent_stats(block_sae(d=16), shards)
     sae_dir = tmp_path / "sae"
     sae.save(sae_dir)
-    with pytest.raises(InterventionError, match="neither cfg.json nor"):
+    with pytest.raises(InterventionError, match="neither its metadata"):
         load_block_sae(sae_dir, BLOCK)
     with pytest.raises(InterventionError, match="no latent statistics yet"):
         load_or_compute_stats(sae_dir, sae)
@@ -303,3 +303,17 @@ def test_edits_on_rows_apply_to_their_prompts_only(world_gen):
     assert not np.array_equal(batched.images[0], batched.images[1])
     with pytest.raises(InterventionError, match=r"rows \[2\] out of range for 2 prompts"):
         generate(world_gen, p, STEPS, 5, saes=sae, edits=[AblateBlock(rows=(2,))])
+
+
+def test_another_tools_checkpoint_attaches_through_vsae_load(world_gen, tmp_path):
+    """A sparsify (SAeUron layout) export attaches like a vsae folder; the mode is given."""
+    sae = block_sae()
+    sae.save(tmp_path / "sparsify", format="sparsify")
+    with pytest.raises(InterventionError, match="give it"):
+        load_block_sae(tmp_path / "sparsify", BLOCK)
+    bsae = load_block_sae(tmp_path / "sparsify", BLOCK, output="output")
+    x = torch.randn(7, 64) * 3
+    assert torch.allclose(bsae.sae.encode(x), sae.encode(x), rtol=1e-5, atol=1e-5)
+    bare = world_gen(["a red circle"], 2, seed=0, as_float=True)
+    run = generate(world_gen, ["a red circle"], 2, 0, saes=[bsae], as_float=True)
+    assert np.abs(run.images - bare).max() <= 1e-4

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from vsae.interop import load
 from vsae.sae.io import CheckpointError
-from vsae.sae.registry import load_sae
 
 from .errors import InterventionError
 
@@ -42,16 +42,25 @@ class BlockSAE:
             raise InterventionError(f"output={self.output!r}; expected one of {OUTPUT_MODES}")
 
 
-def output_mode(sae_dir: Path, shards: str | Path | None = None) -> str | None:
+def output_mode(provenance: dict, shards: str | Path | None = None) -> str | None:
     """What the SAE was trained on, from its metadata.
 
-    Looked up in ``cfg.json`` (``provenance.output`` or ``output``), then in the training shards'
-    ``meta.json`` (``options.output``, as extraction records it). None when neither says.
+    Parameters
+    ----------
+    provenance : dict
+        The loaded SAE's ``provenance`` (cfg.json's for a vsae folder; the source tool's
+        metadata for an imported checkpoint).
+    shards : str or Path, optional
+        Its training shard folder; ``meta.json``'s ``options.output`` is used when the
+        provenance says nothing.
+
+    Returns
+    -------
+    str or None
+        ``update``, ``output``, or None when neither records it.
     """
-    cfg = json.loads((sae_dir / "cfg.json").read_text())
-    for holder in (cfg.get("provenance") or {}, cfg):
-        if holder.get("output") in OUTPUT_MODES:
-            return holder["output"]
+    if provenance.get("output") in OUTPUT_MODES:
+        return provenance["output"]
     if shards is not None and (Path(shards) / "meta.json").is_file():
         meta = json.loads((Path(shards) / "meta.json").read_text())
         mode = (meta.get("options") or {}).get("output")
@@ -63,12 +72,13 @@ def output_mode(sae_dir: Path, shards: str | Path | None = None) -> str | None:
 def load_block_sae(
     sae_dir: str | Path, block: str, output: str | None = None, shards: str | Path | None = None
 ) -> BlockSAE:
-    """Load an SAE folder for a block.
+    """Load an SAE for a U-Net block: a vsae folder or any checkpoint ``vsae.load`` reads.
 
     Parameters
     ----------
     sae_dir : str or Path
-        Folder with ``cfg.json`` and ``sae.safetensors``.
+        A vsae folder (``cfg.json`` + ``sae.safetensors``), another tool's checkpoint
+        (SAELens, sparsify / SAeUron, sdxl-unbox, ...; docs/interop.md), or an ``hf://`` URI.
     block : str
         The U-Net block it hooks.
     output : str, optional
@@ -83,13 +93,15 @@ def load_block_sae(
     Raises
     ------
     InterventionError
-        A missing folder, or no recorded mode and none given, or a given mode that contradicts
-        the recorded one.
+        An unreadable checkpoint, no recorded mode and none given, or a given mode that
+        contradicts the recorded one.
     """
-    path = Path(sae_dir)
-    if not (path / "cfg.json").is_file():
-        raise InterventionError(f"{path}: not an SAE folder (no cfg.json)")
-    recorded = output_mode(path, shards)
+    path = sae_dir if str(sae_dir).startswith("hf://") else Path(sae_dir)
+    try:
+        sae = load(path)
+    except CheckpointError as exn:  # InteropError is one
+        raise InterventionError(str(exn)) from None
+    recorded = output_mode(dict(getattr(sae, "provenance", {}) or {}), shards)
     if output is not None and recorded is not None and output != recorded:
         raise InterventionError(
             f"{path}: trained on the block {recorded!r} (its metadata), but output={output!r}"
@@ -97,11 +109,9 @@ def load_block_sae(
     mode = output or recorded
     if mode is None:
         raise InterventionError(
-            f"{path}: neither cfg.json nor the shards' meta.json record whether the SAE reads "
-            "the block 'update' or 'output'; give it (output= / --output)"
+            f"{path}: neither its metadata (cfg.json provenance) nor the shards' meta.json "
+            "record whether the SAE reads the block 'update' or 'output'; give it "
+            "(output= / --output)"
         )
-    try:
-        sae = load_sae(path)
-    except CheckpointError as exn:
-        raise InterventionError(str(exn)) from None
-    return BlockSAE(sae.eval(), block, mode, path.name)
+    name = path.name if isinstance(path, Path) else str(path)
+    return BlockSAE(sae.eval(), block, mode, name)

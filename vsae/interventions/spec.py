@@ -27,7 +27,8 @@ class SAERef:
 
 
 def parse_sae_ref(text: str) -> SAERef:
-    """Split ``DIR@BLOCK``; without ``@BLOCK`` the block is the provenance's ``hookpoint``.
+    """Split ``DIR@BLOCK``; without ``@BLOCK`` the block is a vsae folder's provenance
+    ``hookpoint``. ``DIR`` may be any checkpoint ``vsae.load`` reads (docs/interop.md).
 
     Parameters
     ----------
@@ -44,9 +45,9 @@ def parse_sae_ref(text: str) -> SAERef:
     """
     path_text, _, block = text.rpartition("@") if "@" in text else (text, "", "")
     path = Path(path_text).expanduser()
-    if not (path / "cfg.json").is_file():
-        raise InterventionError(f"{path}: not an SAE folder (no cfg.json); expected DIR@BLOCK")
-    if not block:
+    if not path.exists():
+        raise InterventionError(f"{path}: no such SAE folder or file; expected DIR@BLOCK")
+    if not block and (path / "cfg.json").is_file():
         block = str(read_provenance(path).get("hookpoint") or "")
     if not block:
         raise InterventionError(

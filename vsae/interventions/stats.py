@@ -132,7 +132,8 @@ def load_or_compute_stats(
     Parameters
     ----------
     sae_dir : str or Path
-        The SAE folder (the file is read from and written to it).
+        The SAE folder (the file is read from and written to it); for another tool's
+        checkpoint file, ``STEM.latent_stats.safetensors`` beside it.
     sae : BaseSAE
         The loaded model.
     shards : str or Path, optional
@@ -149,7 +150,8 @@ def load_or_compute_stats(
     InterventionError
         No saved statistics and no shards to compute them from, or a file of another SAE.
     """
-    path = Path(sae_dir) / STATS_NAME
+    where = Path(sae_dir)  # a folder, or another tool's checkpoint file: stats beside it
+    path = where / STATS_NAME if where.is_dir() else where.with_name(f"{where.stem}.{STATS_NAME}")
     if path.is_file():
         stats = LatentStats(**load_file(str(path)))
         if stats.mean_act_N.shape != (sae.n_latents,):
@@ -158,7 +160,7 @@ def load_or_compute_stats(
                 f"{sae.n_latents}"
             )
         return stats
-    prov = read_provenance(sae_dir)
+    prov = read_provenance(where) if (where / "cfg.json").is_file() else {}
     if shards is None and prov.get("data") and Path(prov["data"]).is_dir():
         shards = prov["data"]
     hookpoint = hookpoint or prov.get("hookpoint")
