@@ -21,6 +21,8 @@ COMMANDS = (
     "heatmap",
     "convert",
     "concepts",
+    "index",
+    "search",
 )
 
 
@@ -58,6 +60,7 @@ EXPECTED_ERRORS = frozenset(
         "RunFolderError",
         "InterventionError",
         "ConceptError",
+        "ConceptIndexError",
         "FileNotFoundError",
         "FileExistsError",
     }

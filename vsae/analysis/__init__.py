@@ -6,6 +6,12 @@ Naming::
 
     from vsae.analysis import name_sae, load_concepts
     table = name_sae("runs/sae", vocab="world", model="world:clip")   # writes concepts.json
+
+Search::
+
+    from vsae.analysis import build_index, Query, Searcher, sae_model_spec
+    build_index("runs/sae", "world:3000:4242", "runs/index", sae_model_spec("runs/sae"))
+    hits = Searcher("runs/index").run(Query(image="#0", suppress=("red",), boost=("blue=2",)))
 """
 
 from vsae.analysis.concepts import (
@@ -19,6 +25,7 @@ from vsae.analysis.concepts import (
 from vsae.analysis.explore import Explorer, ImageLatent, LatentCard
 from vsae.analysis.heatmap import latent_heatmap, overlay, top_latents
 from vsae.analysis.image_codes import ImageCoder, ImageCodesError
+from vsae.analysis.index_build import ConceptIndexError, IndexBuilder, build_index
 from vsae.analysis.latent_gallery import (
     GalleryStats,
     LatentGallery,
@@ -29,6 +36,10 @@ from vsae.analysis.latent_stats import LatentStats, latent_stats
 from vsae.analysis.models import ClipModel, ModelSpec, sae_model_spec
 from vsae.analysis.name import name_sae
 from vsae.analysis.naming import ImageNamer, Namer, TextNamer, name_latents
+from vsae.analysis.query import Query, Searcher, search
+from vsae.analysis.query_edit import Edit, edit_query
+from vsae.analysis.search import ConceptIndex, Hit
+from vsae.analysis.sheet import contact_sheet
 from vsae.analysis.text_cache import embed_vocab
 from vsae.analysis.thresholds import DEFAULTS, default_thresholds
 from vsae.analysis.vocab import Vocabulary, load_vocab
@@ -37,24 +48,34 @@ __all__ = [
     "ClipModel",
     "Concept",
     "ConceptError",
+    "ConceptIndex",
+    "ConceptIndexError",
     "ConceptTable",
     "DEFAULTS",
+    "Edit",
     "Explorer",
     "GalleryStats",
+    "Hit",
     "ImageCoder",
     "ImageCodesError",
     "ImageLatent",
     "ImageNamer",
+    "IndexBuilder",
     "LatentCard",
     "LatentGallery",
     "LatentStats",
     "ModelSpec",
     "Namer",
+    "Query",
+    "Searcher",
     "TextNamer",
     "Thresholds",
     "Vocabulary",
     "build_gallery",
+    "build_index",
+    "contact_sheet",
     "default_thresholds",
+    "edit_query",
     "embed_vocab",
     "latent_heatmap",
     "latent_stats",
@@ -66,5 +87,6 @@ __all__ = [
     "overlay",
     "resolve",
     "sae_model_spec",
+    "search",
     "top_latents",
 ]
