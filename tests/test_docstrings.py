@@ -53,6 +53,7 @@ MODULES = (
     "vsae.data",
     "vsae.data.array_source",
     "vsae.data.held_out",
+    "vsae.data.images",
     "vsae.data.input_identity",
     "vsae.data.iterable_source",
     "vsae.data.shard_parts",
@@ -150,7 +151,6 @@ PACKAGES = (
 # below says when one is done and must move to MODULES).
 PENDING = {
     "vsae.data.checks": "issue 13 §2 (data checks)",
-    "vsae.data.images": "issue 12 §1 (data sources)",
     "vsae.interventions": "issue 17 (interventions)",
     "vsae.interventions.attach": "issue 17 (interventions)",
     "vsae.interventions.edits": "issue 17 (interventions)",

@@ -52,8 +52,26 @@ class InputItem:
     error: str | None = None
 
 
-def decode_image(data: bytes | str | os.PathLike, name: str):
-    """Decode image bytes or a file into an RGB PIL image; raise ImageReadError naming ``name``."""
+def decode_image(data: bytes | str | os.PathLike, name: str) -> Any:
+    """Decode image bytes or a file into an RGB PIL image.
+
+    Parameters
+    ----------
+    data : bytes, str or PathLike
+        Encoded image bytes or an image file.
+    name : str
+        The input named in the error.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB.
+
+    Raises
+    ------
+    ImageReadError
+        When the data is not a readable image.
+    """
     from PIL import Image
 
     try:
@@ -74,7 +92,17 @@ def _split_json(obj: Any) -> tuple[str | None, dict]:
 
 
 def is_webdataset(data: Any) -> bool:
-    """True when ``data`` names tar shards (a .tar path, a glob, a brace pattern or a list)."""
+    """True when ``data`` names tar shards (a .tar path, a glob, a brace pattern or a list).
+
+    Parameters
+    ----------
+    data : object
+        What was given as input data.
+
+    Returns
+    -------
+    bool
+    """
     if isinstance(data, (list, tuple)):
         return bool(data) and all(
             isinstance(u, (str, os.PathLike)) and str(u).endswith(".tar") for u in data
@@ -86,7 +114,22 @@ def is_webdataset(data: Any) -> bool:
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
-    """All image files under ``folder`` (recursive), sorted by relative path."""
+    """All image files under ``folder`` (recursive), sorted by relative path.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        The image folder.
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder does not exist.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
@@ -117,6 +160,22 @@ def iter_folder(
     """Images of a folder in sorted order; ``name.txt`` / ``name.json`` sidecars give captions.
 
     With ``part = (i, n)`` only every n-th image from i is read (see :func:`in_part`).
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        The image folder.
+    start : int
+        Skip the first ``start`` images (resume).
+    strict : bool
+        Raise :class:`ImageReadError` on an unreadable image instead of yielding it with
+        ``error`` set.
+    part : (int, int), optional
+        ``(i, n)``: only every n-th input from i (:func:`in_part`).
+
+    Returns
+    -------
+    iterator of InputItem
     """
     root = Path(folder)
     files = list_image_files(root)
@@ -146,7 +205,22 @@ def iter_folder(
 
 
 def expand_shards(data) -> list[str]:
-    """Expand a tar path / glob / brace pattern / list into a sorted list of existing shards."""
+    """Expand a tar path / glob / brace pattern / list into a sorted list of existing shards.
+
+    Parameters
+    ----------
+    data : str, PathLike or list
+        Shard paths, globs or brace patterns.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    FileNotFoundError
+        When a pattern matches no file.
+    """
     import braceexpand
 
     items = list(data) if isinstance(data, (list, tuple)) else [data]
@@ -171,6 +245,21 @@ def iter_webdataset(
     continues with the next shard (``strict=True`` raises instead). With ``part = (i, n)``
     only every n-th sample from i is decoded (the tars are still read through, to number
     the samples).
+
+    Parameters
+    ----------
+    data : str, PathLike or list
+        Shard paths, globs or brace patterns (:func:`expand_shards`).
+    start : int
+        Skip the first ``start`` samples (resume).
+    strict : bool
+        Raise instead of yielding error items.
+    part : (int, int), optional
+        ``(i, n)``: only every n-th input from i (:func:`in_part`).
+
+    Returns
+    -------
+    iterator of InputItem
     """
     import webdataset as wds
 
@@ -223,7 +312,21 @@ def iter_webdataset(
 def iter_iterable(
     items: Iterable[Any], start: int = 0, part: tuple[int, int] | None = None
 ) -> Iterator[InputItem]:
-    """Wrap PIL images, strings (prompts) or dicts {image, text|caption, labels, key}."""
+    """Wrap PIL images, strings (prompts) or dicts {image, text|caption, labels, key}.
+
+    Parameters
+    ----------
+    items : iterable
+        PIL images, prompt strings or dicts.
+    start : int
+        Skip the first ``start`` items (resume).
+    part : (int, int), optional
+        ``(i, n)``: only every n-th input from i (:func:`in_part`).
+
+    Returns
+    -------
+    iterator of InputItem
+    """
     for i, obj in enumerate(items):
         if i < start or not in_part(i, part):
             continue
@@ -244,7 +347,22 @@ def iter_iterable(
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
-    """Prompts from a text file, one a line (blank lines and ``#`` comments skipped)."""
+    """Prompts from a text file, one a line (blank lines and ``#`` comments skipped).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The prompt file.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"prompt file {p} does not exist")
@@ -256,7 +374,23 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
 
 
 def parse_world(data: Any) -> tuple[int, int] | None:
-    """``world``, ``world:N`` or ``world:N:SEED`` -> (N, seed); None for anything else."""
+    """Parse ``world``, ``world:N`` or ``world:N:SEED``.
+
+    Parameters
+    ----------
+    data : object
+        What was given as input data.
+
+    Returns
+    -------
+    (int, int) or None
+        (N, seed) (defaults 1000 and 0); None for anything else.
+
+    Raises
+    ------
+    ValueError
+        A ``world:`` spec with bad numbers.
+    """
     if not isinstance(data, str) or not (data == "world" or data.startswith("world:")):
         return None
     parts = data.split(":")[1:]
@@ -277,16 +411,27 @@ def iter_world(
 
     With ``part = (i, n)`` only every n-th scene from i is rendered (a scene's pixels depend
     on its own seed only).
+
+    Parameters
+    ----------
+    n : int
+        Scenes in all.
+    seed : int
+        World seed.
+    start : int
+        Skip the first ``start`` scenes (resume).
+    chunk : int
+        Scenes rendered at a time.
+    part : (int, int), optional
+        ``(i, n)``: only every n-th input from i (:func:`in_part`).
+
+    Returns
+    -------
+    iterator of InputItem
     """
     from PIL import Image
 
-    try:
-        from vsae import world
-    except ImportError as exn:
-        raise ValueError(
-            f"world inputs need the tiny world (vsae.world), not installed in this "
-            f"checkout yet ({exn})"
-        ) from exn
+    from vsae import world  # here, not at the top: only world inputs need its models
     for lo in range(start, n, chunk):
         scenes = world.sample_scenes(min(chunk, n - lo), seed, start=lo)
         mine = [j for j in range(len(scenes)) if in_part(lo + j, part)]
@@ -321,6 +466,15 @@ def iter_inputs(
     part : (int, int), optional
         ``(i, n)``: only the inputs of part i of n (every n-th from i, see :func:`in_part`),
         for rank-split extraction; the indices stay those of the whole input order.
+
+    Returns
+    -------
+    iterator of InputItem
+
+    Raises
+    ------
+    ValueError
+        A bad ``part``.
     """
     if part is not None and not (part[1] >= 1 and 0 <= part[0] < part[1]):
         raise ValueError(f"part {part[0]}/{part[1]}: expected i/N with 0 <= i < N")
