@@ -36,3 +36,9 @@ def test_quickstart_end_to_end(tmp_path):
     fvus = [float(c[2]) for c in levels]
     assert fvus[-1] < fvus[0]
     assert "AuxK" in report and "recon" in report  # what `loss` includes
+    # the concepts part: named latents, an index of the renders and one edited search
+    assert "## Concepts" in report
+    assert (tmp_path / "sae" / "concepts.json").is_file()
+    assert json.loads((tmp_path / "index" / "index.json").read_text())["n_images"] == 600
+    assert "--suppress" in report and "--boost" in report
+    assert (tmp_path / "search.png").stat().st_size > 1000

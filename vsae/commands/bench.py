@@ -19,6 +19,7 @@ BENCHMARKS = {
     "quality": "reconstruction, stability and identifiability of every architecture",
     "interventions": "steering, icons and reconstruct-only cost of SAEs in the tiny U-Net",
     "pipeline": "extraction overhead, shard reader throughput and bytes on disk",
+    "concepts": "concept naming precision, concept search and index scale (issue 16)",
 }
 
 

@@ -1,7 +1,8 @@
 """``vsae quickstart``: the offline main job, end to end in a few minutes on a laptop CPU.
 
 render the tiny world -> tiny-CLIP image embeddings in WebDataset shards ->
-nested-k Matryoshka SAE -> metrics (JSON) and a short report with a plot.
+nested-k Matryoshka SAE -> metrics (JSON) and a short report with a plot -> the SAE's named
+concepts, a concept index of the renders and one concept-edited search with a contact sheet.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Render tiny-world images, extract the tiny CLIP's image embeddings into "
             "activation shards, train a nested-k Matryoshka SAE on them, print its "
-            "metrics as JSON and write report.md with a training-curve plot into --out. "
+            "metrics as JSON and write report.md with a training-curve plot into --out; then "
+            "name its latents (concepts.json), index the renders and run one concept-edited "
+            "search (search.png in the report). "
             "With a real model: use `vsae extract` and `vsae train` instead."
         ),
     )
@@ -79,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     where = "dense ReLU path" if eval_k in (0, sae.n_latents) else f"TopK k={eval_k}"
     plot = plot_training_log(out / "sae" / "metrics.jsonl", out / "training.png", where)
     levels = per_level_metrics(sae, data, train_cfg)
+    from vsae.commands.quickstart_concepts import concepts_section
+
+    concepts = concepts_section(out, args.seed, args.n_images, progress=not args.no_progress)
     lines = [
         "# vsae quickstart",
         "",
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"Load it with `vsae.load('{out / 'sae'}')`.",
         "",
+        *concepts,
     ]
     (out / "report.md").write_text("\n".join(lines))
     print(json.dumps(metrics, indent=2, allow_nan=False))
