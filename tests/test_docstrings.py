@@ -109,6 +109,7 @@ MODULES = (
     "vsae.sae.matryoshka_k",
     "vsae.sae.topk",
     "vsae.training",
+    "vsae.training.checkpoint",
     "vsae.training.distributed",
     "vsae.training.optim",
     "vsae.training.run_folder",
@@ -157,7 +158,6 @@ PENDING = {
     "vsae.interventions.spec": "issue 17 (interventions)",
     "vsae.interventions.stats": "issue 17 (interventions)",
     "vsae.sae.matryoshka_prefix": "the Matryoshka SAE work",
-    "vsae.training.checkpoint": "issue 12 §2 (training)",
 }
 
 

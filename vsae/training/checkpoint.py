@@ -20,12 +20,36 @@ CKPT_NAME = "checkpoint.pt"
 
 
 def checkpoint_path(out_dir: str | Path) -> Path:
-    """Where a run folder keeps its checkpoint."""
+    """Where a run folder keeps its checkpoint.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder.
+
+    Returns
+    -------
+    Path
+        ``out_dir / "checkpoint.pt"``.
+    """
     return Path(out_dir) / CKPT_NAME
 
 
 def save_checkpoint(out_dir: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write ``state`` (tensors, numbers, strings, dicts and lists only)."""
+    """Atomically write ``state`` (a temporary file renamed into place).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder (created when missing).
+    state : dict
+        Tensors, numbers, strings, dicts and lists only (what ``weights_only`` loads).
+
+    Returns
+    -------
+    Path
+        The checkpoint file.
+    """
     path = checkpoint_path(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".pt.tmp")
@@ -35,7 +59,23 @@ def save_checkpoint(out_dir: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(out_dir: str | Path) -> dict[str, Any] | None:
-    """The checkpoint of a run folder, or None if it has none."""
+    """The checkpoint of a run folder.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder.
+
+    Returns
+    -------
+    dict or None
+        The state :func:`save_checkpoint` wrote (on the CPU); None when there is none.
+
+    Raises
+    ------
+    CheckpointError
+        An unreadable (e.g. truncated) checkpoint.
+    """
     path = checkpoint_path(out_dir)
     if not path.is_file():
         return None
@@ -48,7 +88,22 @@ def load_checkpoint(out_dir: str | Path) -> dict[str, Any] | None:
 def check_same_config(
     saved: dict[str, Any], current: dict[str, Any], what: str, where: Path
 ) -> None:
-    """Refuse to resume with a config that differs from the checkpoint's."""
+    """Refuse to resume with a config that differs from the checkpoint's.
+
+    Parameters
+    ----------
+    saved, current : dict
+        The checkpoint's and this run's config (as dicts).
+    what : str
+        Which config (``"SAE"``, ``"training"``), named in the message.
+    where : Path
+        The checkpoint, named in the message.
+
+    Raises
+    ------
+    CheckpointError
+        Naming every key that differs, with both values.
+    """
     diff = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
@@ -56,10 +111,35 @@ def check_same_config(
 
 
 def restore_model(model: torch.nn.Module, state: dict[str, Any], where: Path) -> None:
-    """Load the model tensors of a checkpoint with shape-checked errors."""
+    """Load the model tensors of a checkpoint with shape-checked errors.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The freshly built SAE.
+    state : dict
+        The checkpoint (its ``"model"`` entry is loaded).
+    where : Path
+        The checkpoint, named in errors.
+
+    Raises
+    ------
+    CheckpointError
+        A missing, unexpected or differently shaped tensor.
+    """
     load_state_checked(model, state["model"], str(where))
 
 
 def dumps(obj: Any) -> str:
-    """JSON for the config snapshot kept in a checkpoint."""
+    """JSON for the config snapshot kept in a checkpoint (keys sorted).
+
+    Parameters
+    ----------
+    obj : object
+        JSON-serialisable.
+
+    Returns
+    -------
+    str
+    """
     return json.dumps(obj, sort_keys=True)
