@@ -133,8 +133,8 @@ def iter_image_chunks(
         good = [it for it in pending if it.error is None]
         for it in pending:
             if it.error is not None:
+                # one line on stderr per skipped image (logging's last-resort handler)
                 log.warning("skipped unreadable image %s: %s", it.key, it.error)
-                print(f"skipped unreadable image {it.key}: {it.error}", file=sys.stderr)
         pending.clear()
         if not good:
             return None
