@@ -174,3 +174,31 @@ def test_generate_bad_input_is_one_line(cli, block_sae_dir, tmp_path, extra, mes
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+def test_unlearn_fit_then_generate_with_the_recipe(cli, block_sae_dir, tmp_path):
+    fit = cli(
+        "unlearn", "fit", "--sae", str(block_sae_dir), "--concept", "red", "--percentile", "95",
+        "--gamma", "-3", "--num-steps", "4", "--out", str(tmp_path / "r"), "--json",
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    s = json.loads(fit.stdout)
+    assert s["concepts"] == ["red"] and s["block"] == BLOCK and s["selected_pairs"] >= 4
+    assert s["n_prompts"] == 48 and (tmp_path / "r" / "latents.safetensors").is_file()
+    gen = cli(
+        "generate", "--unlearn", str(tmp_path / "r"), "--prompt", "a red circle",
+        "--num-steps", "4", "--out", str(tmp_path / "g"), "--json",
+    )  # fmt: skip
+    assert gen.returncode == 0, gen.stderr
+    g = json.loads(gen.stdout)
+    assert g["edits"][0]["kind"] == "unlearn" and g["saes"][0]["block"] == BLOCK
+    assert g["edited_calls"] == [4]
+    bad = cli(
+        "generate", "--unlearn", str(tmp_path / "r"), "--prompt", "a red circle",
+        "--num-steps", "3", "--out", str(tmp_path / "h"),
+    )  # fmt: skip
+    assert bad.returncode == 2 and "fitted for 4 denoising steps" in bad.stderr
+    for extra, msg in ((["--gamma", "1"], "expected gamma < 0"), (["--concept", "mauve"], "mauve")):
+        out = cli("unlearn", "fit", "--sae", str(block_sae_dir), "--concept", "red", *extra,
+                  "--num-steps", "4", "--out", str(tmp_path / "x"))  # fmt: skip
+        assert out.returncode == 2 and msg in out.stderr

@@ -23,6 +23,7 @@ COMMANDS = (
     "concepts",
     "index",
     "search",
+    "unlearn",
 )
 
 

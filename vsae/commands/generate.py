@@ -68,6 +68,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="feature icon of a latent (strength in units of its mean; default 4)",
     )
     p.add_argument(
+        "--unlearn",
+        action="append",
+        default=[],
+        metavar="RECIPE_DIR",
+        help="apply an unlearning recipe from `vsae unlearn fit` (its SAE is attached when no "
+        "--sae is the recipe's; a recipe of another SAE or block is refused)",
+    )
+    p.add_argument(
         "--ablate-block",
         action="append",
         type=int,
@@ -164,7 +172,7 @@ def _compare(rows: list[np.ndarray], path: Path, min_side: int = 256) -> None:
     img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - (generator, refs, block SAEs)
+def _load(args: argparse.Namespace):
     from vsae.interventions import load_block_sae, load_generator
     from vsae.interventions.spec import parse_sae_ref
 
@@ -174,6 +182,26 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - (generator, refs, block S
     for b in bsaes:
         b.sae.to(args.device)
     return gen, refs, bsaes
+
+
+def _recipes(args: argparse.Namespace, refs: list, bsaes: list) -> list:
+    """Each ``--unlearn`` recipe with the index of its SAE (attached here when not given)."""
+    from vsae.interventions import load_block_sae, load_recipe, sae_hash
+    from vsae.interventions.spec import SAERef
+
+    out = []
+    for text in args.unlearn:
+        recipe = load_recipe(text)
+        want = (recipe.info["sae_hash"], recipe.info["block"])
+        found = [i for i, b in enumerate(bsaes) if (sae_hash(b.sae), b.block) == want]
+        if not found:
+            path = Path(recipe.info.get("sae_path") or "")
+            bsae = load_block_sae(path, recipe.info["block"], output=recipe.info.get("output"))
+            bsaes.append(bsae.__class__(bsae.sae.to(args.device), bsae.block, bsae.output))
+            refs.append(SAERef(path, recipe.info["block"]))
+            found = [len(bsaes) - 1]
+        out.append((found[0], recipe))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,10 +219,11 @@ def run(args: argparse.Namespace) -> int:
     from vsae.interventions.spec import parse_steps, resolve_latent, split_value
 
     gen, refs, bsaes = _load(args)
+    recipes = _recipes(args, refs, bsaes)
     dirs, widths = [r.path for r in refs], [b.sae.n_latents for b in bsaes]
     steps = parse_steps(args.steps, args.num_steps)
     edits, icons = [], []
-    if (args.steer or args.ablate or args.clamp or args.icon or args.ablate_block) and not refs:
+    if (args.steer or args.ablate or args.clamp or args.icon or args.ablate_block) and not dirs:
         raise InterventionError("edits need an SAE: give --sae DIR@BLOCK")
     for text in args.steer:
         ref, strength, mask_path = split_value(text, "--steer")
@@ -216,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         ref, strength, _ = split_value(text, "--icon", default=4.0)
         sae, f = resolve_latent(ref, dirs, widths)
         icons.append((text, Icon(sae=sae, steps=steps, feature=f, strength=strength)))
+    edits += [recipe.edit(bsaes[i], i) for i, recipe in recipes]
     needs = {e.sae for e in [*edits, *(i for _, i in icons)] if e.needs_mean}
     stats = [
         load_or_compute_stats(r.path, b.sae, args.shards) if i in needs else None

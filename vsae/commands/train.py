@@ -101,7 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_data(run_cfg, data_arg: str | None):  # noqa: ANN001 - RunConfig
+def load_data(run_cfg, data_arg: str | None):
     """The training data named by --data or the config."""
     path = data_arg or run_cfg.path
     if path is not None:
@@ -111,7 +111,7 @@ def load_data(run_cfg, data_arg: str | None):  # noqa: ANN001 - RunConfig
     raise ConfigError("no data: give --data PATH or a data section (synthetic or path)")
 
 
-def provenance(args: argparse.Namespace, run_cfg) -> dict:  # noqa: ANN001 - RunConfig
+def provenance(args: argparse.Namespace, run_cfg) -> dict:
     """What the SAE was trained on, for ``cfg.json``'s ``provenance`` (CONTRACTS.md).
 
     For a shard folder: its source spec, pretrained tag or path, the hookpoint, the source's

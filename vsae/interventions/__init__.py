@@ -14,6 +14,7 @@ from .heatmap import LatentMaps, latent_maps, latent_names, overlay, save_heatma
 from .masks import check_mask, load_mask
 from .run import Generation, generate
 from .stats import LatentStats, compute_latent_stats, load_or_compute_stats
+from .unlearn import Recipe, Unlearn, fit_recipe, load_recipe, sae_hash
 
 __all__ = [
     "CFG_MODES",
@@ -29,10 +30,13 @@ __all__ = [
     "InterventionError",
     "LatentMaps",
     "LatentStats",
+    "Recipe",
     "Steer",
+    "Unlearn",
     "attach",
     "check_mask",
     "compute_latent_stats",
+    "fit_recipe",
     "generate",
     "latent_maps",
     "latent_names",
@@ -40,6 +44,8 @@ __all__ = [
     "load_generator",
     "load_mask",
     "load_or_compute_stats",
+    "load_recipe",
     "overlay",
+    "sae_hash",
     "save_heatmaps",
 ]

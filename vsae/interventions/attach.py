@@ -75,6 +75,7 @@ class _BlockHook:
         st = EditState(
             codes_BPN.clone(), torch.zeros(B, H * W, C), self.dir_ND, mean_N, (H, W), n, self.guided
         )
+        st.step = step
         for e in active:
             e.apply(st)
         dec = self.b.sae.decode

@@ -26,7 +26,8 @@ class EditState:
     the raw-space decoder atoms (``decode(e_f) - decode(0)``); P = H*W positions of the grid.
     ``n_prompts`` is the number of prompts: the U-Net batch is ``[uncond; cond]`` (2n rows)
     when ``guided``, else n rows. ``replace_BPD`` on the rows of ``replace_B`` replaces the
-    block update (icons); rows of ``ablate_B`` return the block input.
+    block update (icons); rows of ``ablate_B`` return the block input. ``step`` is the
+    denoising step of the call (0 = the first).
     """
 
     codes_BPN: torch.Tensor
@@ -36,6 +37,7 @@ class EditState:
     grid: tuple[int, int]
     n_prompts: int = 0
     guided: bool = False
+    step: int = -1
     replace_BPD: torch.Tensor = None  # type: ignore[assignment] - set in __post_init__
     replace_B: torch.Tensor = None  # type: ignore[assignment]
     ablate_B: torch.Tensor = None  # type: ignore[assignment]
@@ -164,7 +166,7 @@ class Clamp(Edit):
         return {**super().describe(), "value": self.value}
 
 
-def Ablate(feature: int, **kw) -> Clamp:  # noqa: N802 (a constructor, named like one)
+def Ablate(feature: int, **kw) -> Clamp:
     """A latent set to 0 (on a mask): ``Clamp(feature, value=0)``."""
     return Clamp(feature=feature, value=0.0, **kw)
 
@@ -244,6 +246,12 @@ def check_edit(
             )
     if edit.mask is not None:
         check_mask(edit.mask, image_hw, f"{edit.describe()['kind']} mask")
+    fitted = int(getattr(edit, "num_steps", 0) or 0)  # an unlearning recipe's steps
+    if fitted and num_steps is not None and fitted != num_steps:
+        raise InterventionError(
+            f"the recipe was fitted for {fitted} denoising steps; this run has {num_steps} "
+            f"(use --num-steps {fitted} or refit)"
+        )
     if edit.steps is not None and num_steps is not None:
         a, b = edit.steps
         if not 0 <= a < b <= num_steps:
