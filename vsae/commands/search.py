@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--text", help="a text query (needs an index of CLIP image embeddings)")
     q.add_argument("--image", help="an image file, or '#ID' of an image in the index")
-    q.add_argument("--concept", help="a concept name (or '#ID'): images where it is strongest")
+    q.add_argument(
+        "--concept",
+        help="a concept name (its valid latents, codes summed) or '#ID': images where "
+        "it is strongest",
+    )
     q.add_argument("--latent", type=int, help="a latent id: images where it is strongest")
     p.add_argument(
         "--boost",
