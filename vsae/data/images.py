@@ -432,6 +432,7 @@ def iter_world(
     from PIL import Image
 
     from vsae import world  # here, not at the top: only world inputs need its models
+
     for lo in range(start, n, chunk):
         scenes = world.sample_scenes(min(chunk, n - lo), seed, start=lo)
         mine = [j for j in range(len(scenes)) if in_part(lo + j, part)]
