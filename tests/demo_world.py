@@ -15,19 +15,20 @@ GALLERY_N = 300
 GALLERY = f"world:{GALLERY_N}:77"
 
 
-def named_world_sae(world_sae_dir: Path, out: Path) -> tuple[Path, Path]:
+def named_world_sae(world_sae_dir: Path, out: Path) -> tuple[Path, Path, Path]:
     """Copy the shared world SAE to ``out/sae`` with provenance and a ground-truth
-    ``concepts.json``; encode its Explore gallery into the cache ``out/cache``.
+    ``concepts.json``; encode its Explore gallery into the cache ``out/cache``; index the
+    gallery's renders into ``out/index`` (``vsae.analysis.build_index``).
 
     Returns
     -------
-    (Path, Path)
-        The SAE folder and the demo cache folder.
+    (Path, Path, Path)
+        The SAE folder, the demo cache folder and the index folder.
     """
     from apps.demo import DemoSources
     from apps.demo.models import load_explorer
     from vsae import world
-    from vsae.analysis import Concept, ConceptTable
+    from vsae.analysis import Concept, ConceptTable, build_index, sae_model_spec
     from vsae.sae.io import write_provenance
 
     sae_dir, cache = out / "sae", out / "cache"
@@ -53,7 +54,10 @@ def named_world_sae(world_sae_dir: Path, out: Path) -> tuple[Path, Path]:
             Concept(f, name, purity, 0.1, (name,), stats.freq, stats.mean_act, tuple(top), valid)
         )
     ConceptTable(tuple(records), method="image", meta={"note": "ground truth, tests"}).save(sae_dir)
-    return sae_dir, cache
+    index = out / "index"
+    if not (index / "index.json").is_file():
+        build_index(sae_dir, GALLERY, index, sae_model_spec(sae_dir))
+    return sae_dir, cache, index
 
 
 SMALL_DIFFUSION = {"steps": 4, "train_steps": 150, "batch_size": 512}

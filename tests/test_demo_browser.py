@@ -22,7 +22,7 @@ def explorer(demo_world_sae):
     from apps.demo import DemoSources
     from apps.demo.models import load_explorer
 
-    sae_dir, cache = demo_world_sae
+    sae_dir, cache, index = demo_world_sae
     return load_explorer(DemoSources(clip_sae=sae_dir, images=GALLERY, n_images=GALLERY_N), cache)
 
 
@@ -30,8 +30,10 @@ def explorer(demo_world_sae):
 def demo_url(demo_world_sae):
     from apps.demo import DemoSources
 
-    sae_dir, cache = demo_world_sae
-    sources = DemoSources(clip_sae=sae_dir, model=None, images=GALLERY, n_images=GALLERY_N)
+    sae_dir, cache, index = demo_world_sae
+    sources = DemoSources(
+        clip_sae=sae_dir, model=None, images=GALLERY, n_images=GALLERY_N, index=index
+    )
     with serve(LIMITS, sources, cache) as url:
         yield url
 
@@ -195,3 +197,72 @@ def test_explore_heatmaps_on_a_patch_sae(patch_demo_url, page):
     rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
     assert rgb.shape[:2] == (224, 224) and rgb.std() > 5
     screenshot(page, "explore-heatmaps")
+
+
+@pytest.fixture(scope="module")
+def searcher(demo_world_sae):
+    from vsae.analysis import Searcher
+
+    sae_dir, _, index = demo_world_sae
+    return Searcher(index, sae_dir=sae_dir)
+
+
+def _captions(hits) -> list[str]:
+    return [f"{h.rank}. {h.score:.3f}" for h in hits]
+
+
+def _results(page, want: list[str]) -> None:
+    """Wait until the results gallery shows exactly these captions."""
+    page.wait_for_function(
+        "want => [...document.querySelectorAll('#search-results .caption-label')]"
+        ".map(e => e.innerText.trim()).join('|') === want.join('|')",
+        arg=want,
+    )
+
+
+def test_search_text_edits_filters_and_concepts(demo_url, page, searcher):
+    from vsae.analysis import Query
+
+    page.goto(demo_url)
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-text textarea").fill("a red circle")
+    page.locator("#search-go").click()
+    plain = searcher.run(Query(text="a red circle", k=12))
+    assert len(plain) == 12
+    _results(page, _captions(plain))
+    assert page.locator("#search-results img").count() == 12
+    top = page.locator("#search-edit-0 input").input_value()
+    assert top in {c.name for c in searcher.table.valid}  # the query's top concept, named
+    # drag the first concept's slider to 0: that concept is suppressed, the results update
+    bar = page.locator("#search-factor-0 input[type=range]").bounding_box()
+    page.mouse.move(bar["x"] + bar["width"] / 4, bar["y"] + bar["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(bar["x"] - 20, bar["y"] + bar["height"] / 2, steps=5)
+    page.mouse.up()
+    edited = searcher.run(Query(text="a red circle", suppress=(top,), k=12))
+    _results(page, _captions(edited))
+    assert [h.id for h in edited] != [h.id for h in plain]
+    screenshot(page, "search")
+    page.locator("#search-must-not input").fill("red")
+    page.get_by_role("option", name="red", exact=True).click()
+    page.locator("#search-go").click()
+    filtered = searcher.run(Query(text="a red circle", where_not=("red",), k=12))
+    _results(page, _captions(filtered))
+    red = set(searcher.index.fires(int(searcher.table.by_name("red")[0].id)))
+    assert not red & {h.id for h in filtered}
+    page.get_by_role("radio", name="concept").check()
+    page.locator("#search-concept input").fill("circle")
+    page.locator("#search-go").click()
+    _results(page, _captions(searcher.run(Query(concept="circle", where_not=("red",), k=12))))
+
+
+def test_search_error_messages(demo_url, page):
+    page.goto(demo_url)
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-text textarea").fill("  ")
+    page.locator("#search-go").click()
+    assert "Type a text query first" in message(page, "search-msg", "Type a text query")
+    page.get_by_role("radio", name="concept").check()
+    page.locator("#search-concept input").fill("purpel")
+    page.locator("#search-go").click()
+    assert "closest names: purple" in message(page, "search-msg", "unknown concept 'purpel'")

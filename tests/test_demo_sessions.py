@@ -1,7 +1,8 @@
 """8 concurrent sessions through ``gradio_client``: each gets its own, uncorrupted results.
 
-Six sessions use the Explore tab (latent cards and image uploads, mixed), two the Generate tab
-(different seeds and latents), all at the same time on the real app's queue. Each answer is
+Five sessions use the Explore tab (latent cards and image uploads, mixed), one the Search tab,
+two the Generate tab (different seeds and latents), all at the same time on the real app's
+queue. Each answer is
 compared with what the library computes for that request alone (names, activations, and the
 images pixel for pixel).
 """
@@ -18,7 +19,8 @@ from tests.browser import serve
 from tests.demo_world import GALLERY, GALLERY_N
 
 N_SESSIONS = 8
-N_EXPLORE = 6  # sessions 6 and 7 generate
+N_EXPLORE = 5  # session 5 searches, sessions 6 and 7 generate
+SEARCH = 5
 
 
 def _card_expected(explorer, f: int) -> tuple[str, list[str], list[np.ndarray]]:
@@ -75,14 +77,20 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
     from apps.demo.models import load_explorer
     from vsae import world
 
-    sae_dir, cache = demo_world_sae
+    sae_dir, cache, index = demo_world_sae
     sources = DemoSources(
         clip_sae=sae_dir,
         model=None,
         images=GALLERY,
         n_images=GALLERY_N,
         diffusion_sae=demo_block_sae,
+        index=index,
     )
+    from vsae.analysis import Query, Searcher
+
+    search_args = ("text", "a blue star", None, None, [], ["red"], 8)
+    hits = Searcher(index, sae_dir=sae_dir).run(Query(text="a blue star", where_not=("red",), k=8))
+    want_search = [f"{h.rank}. {h.score:.3f}" for h in hits]
     explorer = load_explorer(sources, cache)
     gen_requests = {6: ("a blue star", 1, 3, 25.0), 7: ("a green square", 2, 11, -20.0)}
     want_gen = _generated_expected(demo_block_sae, gen_requests)
@@ -104,6 +112,11 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
             client = Client(url, verbose=False)
             barrier.wait(timeout=120)  # all sessions connected: now they run together
             got = []
+            if s == SEARCH:
+                for _ in range(3):
+                    got.append(("search", client.predict(*search_args, api_name="/search")))
+                results[s] = got
+                return
             if s in gen_requests:
                 prompt, seed, f, strength = gen_requests[s]
                 args = (prompt, seed, 4, f"#{f}", strength, "steer", False, None)
@@ -134,6 +147,11 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
     assert not errors, errors
     assert sorted(results) == list(range(N_SESSIONS))
     for s, got in results.items():
+        if s == SEARCH:
+            assert len(got) == 3
+            for _what, (_msg, found, *_slots) in got:
+                assert [g["caption"] for g in found] == want_search
+            continue
         if s in gen_requests:
             assert len(got) == 2
             for _what, (_msg, _before, after, _icon, _heat, summary) in got:

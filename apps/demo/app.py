@@ -6,10 +6,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import about, explore, generate
+from . import about, explore, generate, search
 from .config import DemoConfig
 from .messages import CSS as MESSAGE_CSS
-from .models import load_diffusion, load_explorer
+from .models import load_diffusion, load_explorer, load_searcher
 from .sources import DemoSources
 
 # small renders are shown enlarged (class vsae-pixels): keep their pixels sharp
@@ -34,12 +34,16 @@ def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) 
         The app; call :func:`launch` to serve it.
     """
     explorer = load_explorer(sources, cache)
+    searcher = load_searcher(sources) if explorer is not None else None
     diffusion = load_diffusion(sources)
-    tabs = [name for name, m in (("Explore", explorer), ("Generate", diffusion)) if m is not None]
+    loaded = (("Explore", explorer), ("Search", searcher), ("Generate", diffusion))
+    tabs = [name for name, m in loaded if m is not None]
     with gr.Blocks(title="vsae demo", analytics_enabled=False) as app:
         about.build(cfg, sources, tabs)
         if explorer is not None:
             explore.build(cfg, explorer)
+        if searcher is not None:
+            search.build(cfg, searcher, explorer)
         if diffusion is not None:
             generate.build(diffusion)
     # Callbacks name their model in concurrency_id; this is the limit for any that don't.

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsae.analysis import Explorer, ImageCoder, load_or_build_gallery
+from vsae.analysis import Explorer, ImageCoder, Searcher, load_or_build_gallery
 from vsae.interventions import (
     BlockSAE,
     Generator,
@@ -119,3 +119,25 @@ def load_diffusion(sources: DemoSources) -> Diffusion | None:
         file=sys.stderr,
     )
     return Diffusion(gen, bsae, stats, ref.path, latent_names(ref.path))
+
+
+def load_searcher(sources: DemoSources) -> Searcher | None:
+    """The Search tab's index with its SAE; None without ``--index`` or an image SAE.
+
+    Parameters
+    ----------
+    sources
+        ``index`` and ``clip_sae`` (the index must have been built with that SAE).
+
+    Returns
+    -------
+    Searcher or None
+
+    Raises
+    ------
+    ConceptIndexError
+        A missing, corrupt or truncated index, or one built with another SAE.
+    """
+    if sources.index is None or sources.clip_sae is None:
+        return None
+    return Searcher(sources.index, sae_dir=sources.clip_sae)

@@ -19,7 +19,7 @@ import torch
 from vsae.commands.demo_diffusion import prepare_world_diffusion
 
 # Bump when the recipe below changes, so stale caches are rebuilt rather than trusted.
-ASSETS_VERSION = 2
+ASSETS_VERSION = 3
 WORLD_RECIPE = {"n_images": 4000, "steps": 300, "expansion": 8, "k": 8, "seed": 0}
 
 
@@ -122,8 +122,10 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     Returns
     -------
     Path
-        The SAE folder (``cfg.json``, ``sae.safetensors``, ``metrics.json``).
+        The SAE folder (``cfg.json``, ``sae.safetensors``, ``metrics.json``, and
+        ``concepts.json``: its latents named text-side against the world's attribute words).
     """
+    from vsae.analysis import name_sae
     from vsae.commands.world_data import BATCH_SIZE, HOOKPOINT, world_clip_shards
     from vsae.config import SAEConfig, TrainConfig
     from vsae.sae.io import write_provenance
@@ -132,7 +134,7 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
     root = cache / f"world-v{ASSETS_VERSION}"
     sae_dir = root / "clip_sae"
     stamp = root / "assets.json"
-    if stamp.is_file() and (sae_dir / "sae.safetensors").is_file():
+    if stamp.is_file() and (sae_dir / "concepts.json").is_file():
         return sae_dir
     r = WORLD_RECIPE
     t0 = time.perf_counter()
@@ -154,6 +156,13 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
         sae_dir,
         {"source": "world:clip", "pretrained": None, "hookpoint": "image", "token_mode": "cls"},
     )
+    # frequencies and top images from the Explore gallery's renders (held out, 1000: a quarter
+    # of name_sae's default set, to keep the first start within its budget)
+    table = name_sae(sae_dir, vocab="world", images=WORLD_GALLERY, progress=progress)
+    print(
+        f"vsae demo: named {len(table.valid)} of {len(table)} latents (concepts.json)",
+        file=sys.stderr,
+    )
     record = {
         "version": ASSETS_VERSION,
         "recipe": r,
@@ -165,6 +174,32 @@ def prepare_world(cache: Path, progress: bool = True) -> Path:
 
 
 WORLD_GALLERY = "world:1000:77"  # renders of a seed no training run of the demo uses
+
+
+def prepare_world_index(root: Path, sae_dir: Path, images: str) -> Path:
+    """Build (once) the default Search tab's index of the Explore gallery's renders.
+
+    Parameters
+    ----------
+    root : Path
+        The demo's versioned cache folder; ``root/index`` is written.
+    sae_dir : Path
+        The image SAE (named).
+    images : str
+        The renders (``world:N:SEED``): the same as the gallery, so hits show its thumbnails.
+
+    Returns
+    -------
+    Path
+        The index folder.
+    """
+    from vsae.analysis import build_index, sae_model_spec
+
+    out = root / "index"
+    if (out / "index.json").is_file():
+        return out
+    print(f"vsae demo: first start, indexing {images} in {out}", file=sys.stderr)
+    return build_index(sae_dir, images, out, sae_model_spec(sae_dir))
 
 
 def _gallery(args: argparse.Namespace) -> str | None:
@@ -218,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
             # nothing given: the default demo on the shipped tiny world, built once and cached
             args.clip_sae = str(prepare_world(cache, progress=not args.no_progress))
             root = cache / f"world-v{ASSETS_VERSION}"
+            args.index = str(prepare_world_index(root, Path(args.clip_sae), WORLD_GALLERY))
             args.diffusion_sae = prepare_world_diffusion(root, progress=not args.no_progress)
         sources = _sources(args)
         try:
