@@ -137,3 +137,13 @@ def test_world_diffusion_sae_is_built_once_with_what_generate_needs(demo_block_s
     assert 0 < float(stats.firing_rate_N.max()) <= 1 and float(stats.mean_act_N.max()) > 0
     assert world_block_sae(Path(path).parent) == demo_block_sae  # reused, not rebuilt
     assert stats_file.stat().st_mtime_ns == stamp
+
+
+def test_an_index_of_other_images_is_refused_at_start(demo_world_sae):
+    from apps.demo import build_app
+    from tests.demo_world import GALLERY
+
+    sae_dir, cache, index = demo_world_sae
+    sources = DemoSources(clip_sae=sae_dir, model=None, images=GALLERY, n_images=100, index=index)
+    with pytest.raises(ValueError, match="holds 200 images that are not in the Explore gallery"):
+        build_app(DemoConfig(), sources, cache)

@@ -33,10 +33,24 @@ def build(cfg: DemoConfig, searcher: Searcher, explorer: Explorer) -> None:
         The index with its SAE and concepts (shared, read-only).
     explorer
         Its gallery shows the hits (the index's keys are the gallery's).
+
+    Raises
+    ------
+    ValueError
+        The index holds images that are not in the gallery (it was built on other images).
     """
     table = searcher.table
     names = sorted({c.name for c in table.valid}) if table is not None else []
     where = {k: i for i, k in enumerate(explorer.gallery.keys)}
+    missing = [k for k in searcher.index.keys if k not in where]
+    if missing:
+        raise ValueError(
+            f"the index {searcher.index.folder} holds {len(missing)} images that are not in the "
+            f"Explore gallery (e.g. {missing[0]!r}); build it on the --images the demo shows, "
+            f"with --n-images >= {len(searcher.index)}"
+        )
+    if searcher.index.model.is_clip_embedding:
+        _ = searcher.clip  # load the text tower now, not racing in the first two queries
 
     def _query(mode, text, upload, concept, must, must_not, k, edits):
         kw = {"where": tuple(must or ()), "where_not": tuple(must_not or ()), "k": int(k)}
