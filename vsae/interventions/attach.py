@@ -31,7 +31,19 @@ Recorder = Callable[[int, int, torch.Tensor], None]
 
 @dataclass
 class Attached:
-    """What a context reports: U-Net calls seen, steps of each, and edits applied per SAE."""
+    """What a context reports.
+
+    Attributes
+    ----------
+    calls : int
+        U-Net calls seen.
+    steps : list of int
+        The denoising step of each call.
+    edited : list of int
+        Per attached SAE, the block calls where an edit was active.
+    step : int
+        The current step (-1 before the first call).
+    """
 
     calls: int = 0
     steps: list[int] = field(default_factory=list)

@@ -20,14 +20,29 @@ from .masks import check_mask
 
 @dataclass
 class EditState:
-    """One block call of one SAE: codes [B, P, N], add [B, P, D], replacements per row.
+    """One block call of one SAE, which the edits change in place.
 
-    ``mean_N`` is the SAE's mean activation when firing (None without statistics), ``dir_ND``
-    the raw-space decoder atoms (``decode(e_f) - decode(0)``); P = H*W positions of the grid.
-    ``n_prompts`` is the number of prompts: the U-Net batch is ``[uncond; cond]`` (2n rows)
-    when ``guided``, else n rows. ``replace_BPD`` on the rows of ``replace_B`` replaces the
-    block update (icons); rows of ``ablate_B`` return the block input. ``step`` is the
-    denoising step of the call (0 = the first).
+    Attributes
+    ----------
+    codes_BPN : torch.Tensor
+        SAE codes of every grid position (P = H*W).
+    add_BPD : torch.Tensor
+        Additive term in the block's activation space.
+    dir_ND : torch.Tensor
+        Raw-space decoder atoms (``decode(e_f) - decode(0)``).
+    mean_N : torch.Tensor or None
+        Mean activation when firing (None without statistics).
+    grid : (int, int)
+        The block's (H, W).
+    n_prompts : int
+        Prompts: the U-Net batch is ``[uncond; cond]`` (2n rows) when ``guided``, else n.
+    guided : bool
+    step : int
+        The denoising step of the call (0 = the first).
+    replace_BPD, replace_B : torch.Tensor
+        New block update on the rows of ``replace_B`` (icons).
+    ablate_B : torch.Tensor
+        Rows that return the block input.
     """
 
     codes_BPN: torch.Tensor
@@ -95,9 +110,19 @@ def pool_mask(mask_HW: np.ndarray | None, grid: tuple[int, int]) -> torch.Tensor
 
 @dataclass(frozen=True)
 class Edit:
-    """Shared interface: which SAE (index into the attached list), steps [A, B), mask [H, W],
-    and the prompts of the batch it applies to (``rows``, indices; None: every prompt), so
-    that one batched run can carry a different edit per image.
+    """Shared interface of the edits.
+
+    Attributes
+    ----------
+    sae : int
+        Which attached SAE it acts on (index into the attached list).
+    steps : (int, int) or None
+        Denoising steps [A, B) it is active at (None: every step).
+    mask : np.ndarray or None
+        Image-space [H, W] weights in [0, 1] (None: everywhere).
+    rows : tuple of int or None
+        The prompts of the batch it applies to (None: every prompt), so that one batched run
+        can carry a different edit per image.
 
     Subclasses implement :meth:`apply`; ``feature`` is the latent id they act on (or None).
     """
@@ -111,15 +136,38 @@ class Edit:
     needs_mean = False
 
     def active(self, step: int) -> bool:
-        """True when ``step`` lies in the schedule ``[A, B)`` (always without one)."""
+        """Whether the edit acts at a denoising step.
+
+        Parameters
+        ----------
+        step : int
+            0 = the first (noisiest) step.
+
+        Returns
+        -------
+        bool
+            True when ``step`` lies in the schedule ``[A, B)`` (always without one).
+        """
         return self.steps is None or self.steps[0] <= step < self.steps[1]
 
     def apply(self, st: EditState) -> None:
-        """Change ``st`` in place."""
+        """Change ``st`` in place.
+
+        Parameters
+        ----------
+        st : EditState
+            The block call's codes and additive terms.
+        """
         raise NotImplementedError
 
     def describe(self) -> dict:
-        """JSON record of the edit."""
+        """JSON record of the edit.
+
+        Returns
+        -------
+        dict
+            kind, sae, steps, feature, mask shape, rows and the edit's own values.
+        """
         out = {"kind": type(self).__name__.lower(), "sae": self.sae, "steps": self.steps}
         if self.feature is not None:
             out["feature"] = self.feature
@@ -131,13 +179,27 @@ class Edit:
 
 @dataclass(frozen=True)
 class Steer(Edit):
-    """Add ``strength * mean_act_f * W_dec[f]`` at the mask's positions (SDXL-Turbo study)."""
+    """Add ``strength * mean_act_f * W_dec[f]`` at the mask's positions (SDXL-Turbo study).
+
+    Attributes
+    ----------
+    feature : int
+        The latent.
+    strength : float
+        In units of the latent's mean activation when it fires.
+    """
 
     feature: int = 0
     strength: float = 10.0
     needs_mean = True
 
     def apply(self, st: EditState) -> None:
+        """Add the steering vector on the mask's positions of the edit's rows.
+
+        Parameters
+        ----------
+        st : EditState
+        """
         m_P = pool_mask(self.mask, st.grid)
         vec_D = self.strength * st.mean_N[self.feature] * st.dir_ND[self.feature]
         w_P = torch.ones(st.add_BPD.shape[1]) if m_P is None else m_P
@@ -145,17 +207,37 @@ class Steer(Edit):
         st.add_BPD += w_BP1.to(st.add_BPD) * vec_D.to(st.add_BPD)
 
     def describe(self) -> dict:
+        """JSON record, with the strength.
+
+        Returns
+        -------
+        dict
+        """
         return {**super().describe(), "strength": self.strength}
 
 
 @dataclass(frozen=True)
 class Clamp(Edit):
-    """Set latent ``feature`` to ``value`` on the mask (``value=0``: ablate it)."""
+    """Set latent ``feature`` to ``value`` on the mask (``value=0``: ablate it).
+
+    Attributes
+    ----------
+    feature : int
+        The latent.
+    value : float
+        Its new code (in the SAE's code units).
+    """
 
     feature: int = 0
     value: float = 0.0
 
     def apply(self, st: EditState) -> None:
+        """Blend the latent's codes towards ``value`` by the mask's weights.
+
+        Parameters
+        ----------
+        st : EditState
+        """
         m_P = pool_mask(self.mask, st.grid)
         col_BP = st.codes_BPN[:, :, self.feature]
         w_P = torch.ones(col_BP.shape[1]) if m_P is None else m_P
@@ -163,11 +245,29 @@ class Clamp(Edit):
         st.codes_BPN[:, :, self.feature] = col_BP * (1 - w_BP) + self.value * w_BP
 
     def describe(self) -> dict:
+        """JSON record, with the value.
+
+        Returns
+        -------
+        dict
+        """
         return {**super().describe(), "value": self.value}
 
 
 def Ablate(feature: int, **kw) -> Clamp:
-    """A latent set to 0 (on a mask): ``Clamp(feature, value=0)``."""
+    """A latent set to 0 (on a mask): ``Clamp(feature, value=0)``.
+
+    Parameters
+    ----------
+    feature : int
+        The latent.
+    **kw
+        ``sae``, ``steps``, ``mask``, ``rows`` as in :class:`Edit`.
+
+    Returns
+    -------
+    Clamp
+    """
     return Clamp(feature=feature, value=0.0, **kw)
 
 
@@ -176,6 +276,13 @@ class Icon(Edit):
     """Feature icon: the block update replaced everywhere by ``strength * mean_f * W_dec[f]``.
 
     Used with the empty prompt (SDXL-Turbo study: output = input + mean_f * k * W_dec[f]).
+
+    Attributes
+    ----------
+    feature : int
+        The latent.
+    strength : float
+        In units of its mean activation.
     """
 
     feature: int = 0
@@ -183,20 +290,44 @@ class Icon(Edit):
     needs_mean = True
 
     def apply(self, st: EditState) -> None:
+        """Replace the update of the edit's rows by the feature's vector.
+
+        Parameters
+        ----------
+        st : EditState
+        """
         vec_D = self.strength * st.mean_N[self.feature] * st.dir_ND[self.feature]
         on_B = st.row_weights(self.rows) > 0
         st.replace_BPD[on_B] = vec_D.to(st.add_BPD)
         st.replace_B |= on_B
 
     def describe(self) -> dict:
+        """JSON record, with the strength.
+
+        Returns
+        -------
+        dict
+        """
         return {**super().describe(), "strength": self.strength}
 
 
 @dataclass(frozen=True)
 class AblateBlock(Edit):
-    """The whole block update removed: the block returns its input."""
+    """The whole block update removed: the block returns its input.
+
+    Attributes
+    ----------
+    sae, steps, mask, rows
+        As in :class:`Edit` (the mask is not used: the whole update goes).
+    """
 
     def apply(self, st: EditState) -> None:
+        """Mark the edit's rows as ablated.
+
+        Parameters
+        ----------
+        st : EditState
+        """
         st.ablate_B |= st.row_weights(self.rows) > 0
 
 

@@ -20,7 +20,15 @@ from .errors import InterventionError
 
 @dataclass(frozen=True)
 class SAERef:
-    """A parsed ``DIR@BLOCK``."""
+    """A parsed ``DIR@BLOCK``.
+
+    Attributes
+    ----------
+    path : Path
+        The SAE folder or checkpoint.
+    block : str
+        The U-Net block.
+    """
 
     path: Path
     block: str

@@ -26,7 +26,21 @@ STATS_NAME = "latent_stats.safetensors"
 
 @dataclass(frozen=True)
 class LatentStats:
-    """firing_rate_N, mean_act_N (over firing positions), max_act_N; the same per step."""
+    """Per-latent statistics of an SAE on its training shards.
+
+    Attributes
+    ----------
+    firing_rate_N : torch.Tensor
+        Fraction of vectors where the latent fires.
+    mean_act_N : torch.Tensor
+        Mean activation over the vectors where it fires (the unit of steering strengths).
+    max_act_N : torch.Tensor
+        Largest activation.
+    steps_T : torch.Tensor
+        The denoising steps of the per-step rows (-1: samples without a step).
+    firing_rate_TN, mean_act_TN : torch.Tensor
+        The same per step.
+    """
 
     firing_rate_N: torch.Tensor
     mean_act_N: torch.Tensor
@@ -36,7 +50,13 @@ class LatentStats:
     mean_act_TN: torch.Tensor
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The safetensors content."""
+        """The safetensors content.
+
+        Returns
+        -------
+        dict
+            name -> contiguous tensor.
+        """
         return {k: v.contiguous() for k, v in self.__dict__.items()}
 
 

@@ -64,7 +64,18 @@ def sae_hash(sae: torch.nn.Module) -> str:
 
 
 def mentions(prompt: str, concept: str) -> bool:
-    """True when ``concept`` appears in ``prompt`` as a whole word (case-insensitive)."""
+    """Whether a prompt names a concept.
+
+    Parameters
+    ----------
+    prompt : str
+    concept : str
+
+    Returns
+    -------
+    bool
+        True when ``concept`` appears in ``prompt`` as a whole word (case-insensitive).
+    """
     return re.search(rf"\b{re.escape(concept.lower())}\b", prompt.lower()) is not None
 
 
@@ -149,7 +160,18 @@ class Recipe:
     info: dict = field(default_factory=dict)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``recipe.json`` and ``latents.safetensors`` (atomically) into ``out_dir``."""
+        """Write ``recipe.json`` and ``latents.safetensors`` (atomically) into ``out_dir``.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            Created if needed.
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {
@@ -206,7 +228,15 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Unlearn(Edit):
-    """Suppress a recipe's latents: where f > mu_all(f, t), f <- f * gamma * mu_c(f, t)."""
+    """Suppress a recipe's latents: where f > mu_all(f, t), f <- f * gamma * mu_c(f, t).
+
+    Attributes
+    ----------
+    recipe_selected, recipe_multiplier, recipe_threshold : torch.Tensor
+        ``[T, N]`` from the :class:`Recipe`.
+    num_steps : int
+        The denoising steps the recipe was fitted for (a run must have as many).
+    """
 
     recipe_selected: torch.Tensor = field(default=None, compare=False, repr=False)
     recipe_multiplier: torch.Tensor = field(default=None, compare=False, repr=False)
@@ -214,7 +244,12 @@ class Unlearn(Edit):
     num_steps: int = 0
 
     def apply(self, st: EditState) -> None:
-        """Scale the selected latents of this step where they exceed their threshold."""
+        """Scale the selected latents of this step where they exceed their threshold.
+
+        Parameters
+        ----------
+        st : EditState
+        """
         if not 0 <= st.step < self.recipe_selected.shape[0]:
             return
         sel_N = self.recipe_selected[st.step].bool()
@@ -227,7 +262,12 @@ class Unlearn(Edit):
         st.codes_BPN[:, :, sel_N] = torch.where((codes > thr) & w_B11, codes * mult, codes)
 
     def describe(self) -> dict:
-        """JSON record: how many (latent, step) pairs are edited."""
+        """JSON record: how many (latent, step) pairs are edited.
+
+        Returns
+        -------
+        dict
+        """
         n = int(self.recipe_selected.bool().sum()) if self.recipe_selected is not None else 0
         return {**super().describe(), "selected_pairs": n, "num_steps": self.num_steps}
 
