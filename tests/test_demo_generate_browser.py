@@ -16,9 +16,14 @@ PROMPT, SEED, STEPS = "a red circle", 3, 10
 
 @pytest.fixture(scope="module")
 def gen_url(demo_block_sae, tmp_path_factory):
-    from apps.demo import DemoSources
+    from pathlib import Path
 
-    with serve({}, DemoSources(diffusion_sae=demo_block_sae), tmp_path_factory.mktemp("c")) as url:
+    from apps.demo import DemoSources
+    from vsae.commands.demo_diffusion import recipe_dirs
+
+    recipes = tuple(str(p) for p in recipe_dirs(Path(demo_block_sae.rsplit("@", 1)[0]).parent))
+    sources = DemoSources(diffusion_sae=demo_block_sae, recipes=recipes)
+    with serve({}, sources, tmp_path_factory.mktemp("c")) as url:
         yield url
 
 
@@ -150,3 +155,30 @@ def test_generate_error_messages_in_page(gen_url, page):
     _generate(page, "Largest pixel change")
     assert not page.locator("#gen-msg").is_visible()
     screenshot(page, "generate-errors")
+
+
+def test_generate_unlearning_toggle(gen_url, page, library, demo_block_sae):
+    from pathlib import Path
+
+    from vsae.commands.demo_diffusion import recipe_dirs
+    from vsae.interventions import generate, load_recipe
+
+    gen, bsae, stats = library
+    red = load_recipe(recipe_dirs(Path(demo_block_sae.rsplit("@", 1)[0]).parent)[0])
+    assert red.info["concepts"] == ["red"]
+    _fill(page, gen_url)
+    page.get_by_role("radio", name="none").check()
+    page.locator("#gen-unlearn").get_by_label("red").check()
+    page.locator("#gen-go").click()  # the slider is at 10 steps; the recipe is for 4
+    assert "fitted for 4 steps" in message(page, "gen-msg", "unlearning recipe for red")
+    steps = page.get_by_label("number input for steps")
+    steps.fill("4")
+    steps.press("Enter")
+    text = _generate(page, "unlearned red")
+    run = generate(gen, [PROMPT], 4, SEED, saes=[bsae], edits=[red.edit(bsae)], stats=[stats])
+    np.testing.assert_array_equal(_pixels(page, "gen-after"), _view(run.images[0]))
+    bare4 = _view(generate(gen, [PROMPT], 4, SEED).images[0])
+    np.testing.assert_array_equal(_pixels(page, "gen-before"), bare4)
+    changed = int(np.abs(_view(run.images[0]).astype(int) - bare4.astype(int)).max())
+    assert f"Largest pixel change: {changed} / 255" in text and changed > 0
+    screenshot(page, "generate-unlearn")

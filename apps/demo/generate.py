@@ -1,5 +1,6 @@
 """The Generate tab: prompt, seed and steps; steer or ablate a latent, in a drawn mask or
-everywhere; the feature's icon; before and after side by side, and where latents fire.
+everywhere; unlearning recipes as toggles; the feature's icon; before and after side by side,
+and where latents fire.
 
 Layout and callbacks only: images come from :mod:`vsae.interventions` (``latent_maps`` for the
 unedited image and its heatmaps on the U-Net grid, ``generate`` with ``Steer`` / ``Ablate`` /
@@ -76,7 +77,7 @@ def build(model: Diffusion) -> None:
     n_latents = int(bsae.sae.n_latents)
     choices = [f"{name} (#{f})" for f, name in sorted(model.names.items())]
 
-    def run(prompt, seed, steps, latent, strength, action, use_mask, drawn):
+    def run(prompt, seed, steps, latent, strength, action, use_mask, drawn, unlearn=()):
         prompt = (prompt or "").strip()
         if not prompt:
             return problem("Type a prompt first (e.g. 'a red circle').", 5)
@@ -93,16 +94,27 @@ def build(model: Diffusion) -> None:
         if seed is None or steps is None or not 1 <= int(steps) <= MAX_STEPS or int(seed) < 0:
             return problem(f"Seed must be >= 0 and steps 1..{MAX_STEPS}.", 5)
         seed, steps = int(seed), int(steps)
+        chosen = [model.recipes[label] for label in unlearn or () if label in model.recipes]
+        off = [r for r in chosen if int(r.info["num_steps"]) != steps]
+        if off:
+            return problem(
+                f"The unlearning recipe for {' + '.join(off[0].info['concepts'])} was fitted for "
+                f"{off[0].info['num_steps']} steps; set steps to that to use it.",
+                5,
+            )
         try:
             _, f = resolve_latent(_latent_ref(latent), [model.sae_dir], [n_latents])
             mask = _mask_of(drawn, gen.image_hw) if use_mask else None
             if mask is not None:
                 check_mask(mask, gen.image_hw, "your mask")
             maps = latent_maps(gen, bsae, [prompt], steps, seed)
-            edit = Ablate(f, mask=mask) if action == "ablate" else None
-            edit = edit or Steer(feature=f, strength=strength, mask=mask)
+            edits = [r.edit(bsae) for r in chosen]
+            if action == "ablate":
+                edits.append(Ablate(f, mask=mask))
+            elif action == "steer":
+                edits.append(Steer(feature=f, strength=strength, mask=mask))
             stats = [model.stats]
-            after = generate(gen, [prompt], steps, seed, saes=[bsae], edits=[edit], stats=stats)
+            after = generate(gen, [prompt], steps, seed, saes=[bsae], edits=edits, stats=stats)
             icon = generate(
                 gen,
                 [""],
@@ -125,11 +137,13 @@ def build(model: Diffusion) -> None:
         ]
         name = model.names.get(f, "")
         changed = int(np.abs(after.images[0].astype(int) - before.astype(int)).max())
-        verb = "ablated" if action == "ablate" else f"steered with strength {strength:g}"
+        verb = {"ablate": "ablated", "steer": f"steered with strength {strength:g}"}.get(action)
         where = "inside your mask" if mask is not None else "everywhere"
+        done = [f"Latent **#{f}**{f' ({name})' if name else ''} {verb}, {where}"] if verb else []
+        done += [f"unlearned **{' + '.join(r.info['concepts'])}**" for r in chosen]
         summary = (
-            f"Latent **#{f}**{f' ({name})' if name else ''} {verb}, {where}, on `{bsae.block}`; "
-            f"seed {seed}, {steps} steps. Largest pixel change: **{changed}** / 255."
+            f"{'; '.join(done) or 'No edit'} on `{bsae.block}`; seed {seed}, {steps} steps. "
+            f"Largest pixel change: **{changed}** / 255."
         )
         return ok(), _view(before), _view(after.images[0]), _view(icon.images[0]), heat, summary
 
@@ -160,7 +174,13 @@ def build(model: Diffusion) -> None:
                         value=8,
                         elem_id="gen-strength",
                     )
-                    action = gr.Radio(["steer", "ablate"], value="steer", label="edit")
+                    action = gr.Radio(["steer", "ablate", "none"], value="steer", label="edit")
+                unlearn = gr.CheckboxGroup(
+                    sorted(model.recipes),
+                    label="unlearn (SAeUron recipes)",
+                    visible=bool(model.recipes),
+                    elem_id="gen-unlearn",
+                )
                 use_mask = gr.Checkbox(label="only where I draw", value=False, elem_id="gen-use")
                 go = gr.Button("Generate", variant="primary", elem_id="gen-go")
             with gr.Column(scale=2):
@@ -189,7 +209,7 @@ def build(model: Diffusion) -> None:
         )
         go.click(
             run,
-            [prompt, seed, steps, latent, strength, action, use_mask, drawn],
+            [prompt, seed, steps, latent, strength, action, use_mask, drawn, unlearn],
             [msg, before, after, icon, heat, summary],
             api_name="generate",
             concurrency_id=CONCURRENCY_ID,

@@ -13,10 +13,12 @@ from vsae.interventions import (
     BlockSAE,
     Generator,
     LatentStats,
+    Recipe,
     latent_names,
     load_block_sae,
     load_generator,
     load_or_compute_stats,
+    load_recipe,
 )
 from vsae.interventions.spec import parse_sae_ref
 
@@ -80,6 +82,8 @@ class Diffusion:
         Its folder (latent names are looked up in its ``concepts.json``).
     names : dict
         Latent id -> name of its valid concepts.
+    recipes : dict
+        Label (its concepts) -> unlearning recipe fitted on this SAE and block.
     """
 
     gen: Generator
@@ -87,6 +91,7 @@ class Diffusion:
     stats: LatentStats
     sae_dir: Path
     names: dict[int, str]
+    recipes: dict[str, Recipe]
 
 
 def load_diffusion(sources: DemoSources) -> Diffusion | None:
@@ -118,7 +123,12 @@ def load_diffusion(sources: DemoSources) -> Diffusion | None:
         f"{time.perf_counter() - t0:.1f} s",
         file=sys.stderr,
     )
-    return Diffusion(gen, bsae, stats, ref.path, latent_names(ref.path))
+    recipes = {}
+    for folder in sources.recipes:
+        recipe = load_recipe(folder)
+        recipe.edit(bsae)  # refused now, not at the first click, when fitted on another SAE
+        recipes[" + ".join(recipe.info["concepts"])] = recipe
+    return Diffusion(gen, bsae, stats, ref.path, latent_names(ref.path), recipes)
 
 
 def load_searcher(sources: DemoSources) -> Searcher | None:

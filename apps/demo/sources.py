@@ -24,6 +24,8 @@ class DemoSources:
     model, pretrained
         The image-text model spec (``world:clip``, ``open_clip:ViT-L-14``) and its weights tag;
         ``None``: the one recorded in the image SAE's ``cfg.json`` provenance.
+    recipes
+        Unlearning recipe folders for the diffusion SAE (toggles on the Generate tab).
     images
         The Explore tab's gallery: ``world:N:SEED`` renders, or a folder of images (or
         WebDataset shards); its first ``n_images`` are encoded at start.
@@ -37,6 +39,7 @@ class DemoSources:
     pipeline: str = "world"
     model: str | None = "world:clip"
     pretrained: str | None = None
+    recipes: tuple[str, ...] = ()
     images: str | None = "world:1000:77"
     n_images: int = 1000
 
@@ -72,5 +75,6 @@ class DemoSources:
             ("index", str(self.index) if self.index else "-"),
             ("diffusion pipeline", self.pipeline),
             ("diffusion SAE", self.diffusion_sae or "-"),
+            ("unlearning recipes", ", ".join(self.recipes) or "-"),
         ]
         return rows

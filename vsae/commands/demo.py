@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vsae.commands.demo_diffusion import prepare_world_diffusion
+from vsae.commands.demo_diffusion import prepare_world_diffusion, recipe_dirs
 
 # Bump when the recipe below changes, so stale caches are rebuilt rather than trusted.
 ASSETS_VERSION = 3
@@ -65,6 +65,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="image-text model spec, e.g. open_clip:ViT-L-14 (default: world:clip)",
     )
     p.add_argument("--pretrained", default=None, help="weights tag or checkpoint of --model")
+    p.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an unlearning recipe fitted on --diffusion-sae (repeatable; a toggle each on the "
+        "Generate tab)",
+    )
     p.add_argument(
         "--images",
         default=None,
@@ -231,6 +239,7 @@ def _sources(args: argparse.Namespace):
             pipeline=args.pipeline,
             model=args.model,
             pretrained=args.pretrained,
+            recipes=tuple(args.recipe),
             images=_gallery(args),
             n_images=args.n_images,
         )
@@ -255,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
             root = cache / f"world-v{ASSETS_VERSION}"
             args.index = str(prepare_world_index(root, Path(args.clip_sae), WORLD_GALLERY))
             args.diffusion_sae = prepare_world_diffusion(root, progress=not args.no_progress)
+            args.recipe = [str(p) for p in recipe_dirs(root)]
         sources = _sources(args)
         try:
             cfg = DemoConfig(

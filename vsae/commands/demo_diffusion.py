@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 BLOCK = "up_blocks.1.attentions.0"
+UNLEARN = ("red", "circle")  # one SAeUron recipe each, shown as toggles on the Generate tab
 RECIPE = {
     "steps": 10,
     "train_steps": 800,
@@ -51,7 +52,7 @@ def prepare_world_diffusion(root: Path, progress: bool = True, recipe: dict | No
 
     sae_dir, shards = root / "diffusion_sae", root / "diffusion_shards"
     stamp = root / "diffusion.json"
-    if stamp.is_file() and (sae_dir / "latent_stats.safetensors").is_file():
+    if stamp.is_file() and all((p / "recipe.json").is_file() for p in recipe_dirs(root)):
         return f"{sae_dir}@{BLOCK}"
     r, t0 = {**RECIPE, **(recipe or {})}, time.perf_counter()
     print(
@@ -94,6 +95,52 @@ def prepare_world_diffusion(root: Path, progress: bool = True, recipe: dict | No
         },
     )
     load_or_compute_stats(sae_dir, load_block_sae(sae_dir, BLOCK).sae)
+    fit_world_recipes(root, sae_dir, r["steps"])
     record = {"recipe": r, "block": BLOCK, "seconds": round(time.perf_counter() - t0, 1)}
     stamp.write_text(json.dumps(record, indent=2))
     return f"{sae_dir}@{BLOCK}"
+
+
+def recipe_dirs(root: Path) -> list[Path]:
+    """The default demo's unlearning recipe folders, one per concept of ``UNLEARN``.
+
+    Parameters
+    ----------
+    root : Path
+        The demo's versioned cache folder.
+
+    Returns
+    -------
+    list of Path
+    """
+    return [root / "recipes" / c for c in UNLEARN]
+
+
+def fit_world_recipes(root: Path, sae_dir: Path, steps: int) -> list[Path]:
+    """Fit one unlearning recipe per ``UNLEARN`` concept on the colour x shape prompts.
+
+    Parameters
+    ----------
+    root : Path
+        The demo's versioned cache folder.
+    sae_dir : Path
+        The diffusion SAE.
+    steps : int
+        Denoising steps the recipes are for.
+
+    Returns
+    -------
+    list of Path
+        The recipe folders (``recipe.json``, ``latents.safetensors``).
+    """
+    from vsae.interventions import fit_recipe, load_block_sae, load_generator
+    from vsae.interventions.unlearn import concept_prompts
+    from vsae.world import COLOURS, SHAPES
+
+    gen, bsae = load_generator("world"), load_block_sae(sae_dir, BLOCK)
+    prompts = concept_prompts(list(UNLEARN), {"colour": COLOURS, "shape": SHAPES})
+    out = []
+    for concept, folder in zip(UNLEARN, recipe_dirs(root), strict=True):
+        recipe = fit_recipe(gen, bsae, [concept], prompts, steps, sae_path=str(sae_dir))
+        out.append(recipe.save(folder))
+    return out
