@@ -120,10 +120,8 @@ def train_block_sae(cfg: dict, work: Path) -> tuple[Path, dict]:
     if main(extract) != 0:
         raise RuntimeError("vsae extract failed")
     stamp.write_text(now)
-    if (sae / "metrics.json").is_file():
-        shutil.rmtree(sae)  # retrain: the settings may have changed
     train = ["train", str(Path(__file__).parents[2] / "configs" / "topk.yaml")]
-    train += ["--data", str(shards), "--out", str(sae)]
+    train += ["--data", str(shards), "--out", str(sae), "--overwrite"]  # retrain each run
     for key, value in (
         ("train.steps", cfg["train_steps"]),
         ("train.batch_size", cfg["batch_size"]),
