@@ -16,10 +16,11 @@ from vsae.analysis.concepts import ConceptTable, Thresholds
 from vsae.analysis.labels import share_with
 
 SELECTION_SEED = 777
-# Chosen on the selection split (see vsae bench concepts, results "selection").
+# Chosen by choose_thresholds on the selection split in the committed full run of
+# `vsae bench concepts` (benchmarks/results/concepts-2026-12-02-cpu.json, "chosen_on_selection").
 DEFAULTS: dict[str, Thresholds] = {
-    "text": Thresholds(min_score=0.0, min_margin=0.10, min_freq=0.0, min_agreement=0.99),
-    "image": Thresholds(min_score=0.0, min_margin=0.12, min_freq=0.01, min_agreement=0.99),
+    "text": Thresholds(min_score=0.0, min_margin=0.20, min_freq=0.01, min_agreement=0.99),
+    "image": Thresholds(min_score=0.0, min_margin=0.20, min_freq=0.0, min_agreement=0.90),
 }
 PURE = 0.9  # a latent named v is precise when >= 90% of its top images carry v
 
