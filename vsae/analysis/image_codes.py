@@ -17,8 +17,7 @@ import torch
 
 from vsae.data.images import InputItem
 from vsae.encoders import ActivationSource, from_spec
-from vsae.sae import load_sae
-from vsae.sae.io import read_provenance
+from vsae.interop import load
 
 
 class ImageCodesError(ValueError):
@@ -97,7 +96,8 @@ class ImageCoder:
         ImageCodesError
             No model spec given or recorded, or a model/SAE mismatch.
         """
-        prov = read_provenance(sae_dir)
+        sae = load(sae_dir, device=device)  # a vsae folder or any format vsae.load reads
+        prov = dict(getattr(sae, "provenance", None) or {})
         spec = spec or prov.get("source")
         if not spec:
             raise ImageCodesError(
@@ -111,7 +111,6 @@ class ImageCoder:
         source = from_spec(
             spec, pretrained=pretrained, hookpoints=[hookpoint], tokens=tokens, device=device
         )
-        sae = load_sae(sae_dir).to(device)
         return cls(sae, source, hookpoint)
 
     @torch.no_grad()
