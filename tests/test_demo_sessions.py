@@ -134,7 +134,7 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
                         f = handle_file(str(uploads[s]))
                         got.append(("image", client.predict(f, api_name="/image")))
             results[s] = got
-        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread below
+        except BaseException as e:
             errors.append(e)
 
     with serve({"concurrency_per_model": 2}, sources, cache) as url:

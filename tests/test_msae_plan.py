@@ -18,7 +18,7 @@ from vsae.sae.sparse_cost import measure_ratio, sparse_cost_ratio
 N, D = 200, 8  # k0 = 2: levels 2, 4, ..., 128 and the dense level 200 (7 chunks)
 
 
-def _model(levels=None, n=N, k=2, seed=0):  # noqa: ANN001, ANN202
+def _model(levels=None, n=N, k=2, seed=0):
     extra = {"levels": levels} if levels else {}
     sae = build(
         SAEConfig(arch="matryoshka_k", d_in=D, n_latents=n, k=k, seed=seed, aux_k=4, **extra)
@@ -31,7 +31,7 @@ def _model(levels=None, n=N, k=2, seed=0):  # noqa: ANN001, ANN202
     return sae
 
 
-def _shift_to_positive(sae, x, positive: int) -> None:  # noqa: ANN001
+def _shift_to_positive(sae, x, positive: int) -> None:
     """Shift b_enc so that ``positive`` codes per row are positive on average (0: none)."""
     pre = sae.pre_acts(x).detach()
     flat = pre.flatten().sort(descending=True).values
@@ -46,11 +46,11 @@ def _shift_to_positive(sae, x, positive: int) -> None:  # noqa: ANN001
         sae.b_enc_N.add_(shift)
 
 
-def _force(sae, chunks, tail, encoder) -> None:  # noqa: ANN001
+def _force(sae, chunks, tail, encoder) -> None:
     """Replace the cost model's decisions (the counts it reports are still the real ones)."""
     real = sae.plan
 
-    def forced(B, chunk_positive, tail_positive, ratio):  # noqa: ANN001, ANN202
+    def forced(B, chunk_positive, tail_positive, ratio):
         p = real(B, chunk_positive, tail_positive, ratio)
         c = tuple(chunks(j) for j in range(len(chunk_positive)))
         t = None if p.sparse_tail is None else tail
@@ -59,8 +59,8 @@ def _force(sae, chunks, tail, encoder) -> None:  # noqa: ANN001
     sae.plan = forced
 
 
-def _check(sae, x, dead=None, any_positive=True) -> None:  # noqa: ANN001
-    def grads():  # noqa: ANN202
+def _check(sae, x, dead=None, any_positive=True) -> None:
+    def grads():
         return {
             n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
             for n, p in sae.named_parameters()

@@ -76,13 +76,13 @@ def _gemm_seconds(x_BD: Tensor, W_ND: Tensor) -> float:
         return time.perf_counter() - t0
 
 
-def _positive_fraction(sae, x_BD: Tensor) -> float:  # noqa: ANN001 - an MSAE
+def _positive_fraction(sae, x_BD: Tensor) -> float:
     with torch.no_grad():
         pre_BN = sae.pre_acts(x_BD)
         return float(torch.count_nonzero(pre_BN > 0)) / pre_BN.numel()
 
 
-def _interleaved(spec: dict[str, Any], msae, topk, batches: list[Tensor]) -> dict[str, Any]:  # noqa: ANN001
+def _interleaved(spec: dict[str, Any], msae, topk, batches: list[Tensor]) -> dict[str, Any]:
     """Warm up, then time MSAE step, TopK step and the bare GEMM in turn."""
     device = torch.device(spec["device"])
     steps = {

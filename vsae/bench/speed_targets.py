@@ -29,7 +29,7 @@ def targets(report: dict[str, Any], grid: dict[str, tuple[int, ...]]) -> list[di
             r for r in rows if r["arch"] == arch and all(r[key] == v for key, v in where.items())
         ]
 
-    def verdict(values: list[float], ok) -> bool | None:  # noqa: ANN001 - predicate
+    def verdict(values: list[float], ok) -> bool | None:
         return all(ok(v) for v in values) if values else None
 
     out = []

@@ -161,7 +161,17 @@ class NonFinite:
         return int(len(self.bad_rows))
 
     def message(self, where: str) -> str:
-        """The error: file, first bad row and column, count, and the way out."""
+        """The error text: file, first bad row and column, count, and the way out.
+
+        Parameters
+        ----------
+        where : str
+            The file or stream, as the message names it.
+
+        Returns
+        -------
+        str
+        """
         row = int(self.bad_rows[0])
         return (
             f"{where}: {self.n_bad} of {self.n_rows} rows hold NaN or inf values (the first: "

@@ -79,7 +79,7 @@ def decode_image(data: bytes | str | os.PathLike, name: str) -> Any:
         with Image.open(src) as img:
             img.load()
             return img.convert("RGB")
-    except Exception as exn:  # noqa: BLE001 - PIL raises many types for bad files
+    except Exception as exn:
         raise ImageReadError(f"cannot read image {name}: {type(exn).__name__}: {exn}") from exn
 
 
@@ -300,7 +300,7 @@ def iter_webdataset(
                     yield InputItem(i, key, None, text, labels, error=str(exn))
         except ImageReadError:
             raise
-        except Exception as exn:  # noqa: BLE001 - tarfile errors of a corrupt shard
+        except Exception as exn:
             msg = f"corrupt or truncated input shard {url}: {type(exn).__name__}: {exn}"
             if strict:
                 raise ImageReadError(msg) from exn

@@ -121,7 +121,7 @@ def decode_array(data: bytes, where: str) -> np.ndarray:
             dtype, shape, offset = cached
             return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
         return np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exn:  # noqa: BLE001 - re-raised with the location
+    except Exception as exn:
         raise ShardError(f"cannot parse array {where}: {exn}") from exn
 
 

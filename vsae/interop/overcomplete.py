@@ -227,7 +227,7 @@ def _tensor_names(path: Path) -> set[str]:
                 return set(fh.keys())
         # a zip-format torch file is memory-mapped: only the pickled index is read
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - a cheap look: any unreadable file is no match
+    except Exception:
         return set()
     return set(obj) if isinstance(obj, dict) else set()
 

@@ -63,7 +63,7 @@ class UnboxFormat(SAEFormat):
             return False
         try:
             return "n_dirs_local" in read_json(path / CFG)
-        except Exception:  # noqa: BLE001 - a cheap look: any unreadable config is no match
+        except Exception:
             return False
 
     def read(self, path: Path, **options: Any) -> BaseSAE:

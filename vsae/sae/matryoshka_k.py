@@ -101,7 +101,7 @@ class MatryoshkaKSAE(TopKFamilySAE):
     arch = "matryoshka_k"
     sparse_cost_ratio: float | None = None
 
-    def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
+    def __init__(self, cfg) -> None:
         super().__init__(cfg)
         self.levels = cfg.levels or default_levels(cfg.k, self.n_latents)
         if self.levels[-1] == self.n_latents:  # the dense ReLU level: shrink the encoder init

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from vsae.config import SAEConfig
 from vsae.sae import sparse
 from vsae.sae.base import LossOutput
 from vsae.sae.losses import nmse
@@ -19,13 +20,43 @@ from vsae.sae.topk import BatchTopKSAE
 
 
 def default_prefixes(n: int, n_levels: int) -> tuple[int, ...]:
-    """``n_levels`` halvings of n: n / 2^(L-1), ..., n / 2, n."""
+    """The default nested prefix sizes: ``n_levels`` halvings of n.
+
+    Parameters
+    ----------
+    n : int
+        Dictionary size.
+    n_levels : int
+        Number of prefixes L.
+
+    Returns
+    -------
+    tuple of int
+        ``n / 2^(L-1), ..., n / 2, n`` (duplicates removed, at least 1), ascending.
+    """
     sizes = {max(1, n >> j) for j in range(n_levels)}
     return tuple(sorted(sizes))
 
 
 def sample_prefixes(n: int, n_levels: int, low: int, gen: torch.Generator) -> tuple[int, ...]:
-    """Random prefix boundaries, log-uniform in [low, n), always ending at n."""
+    """Random prefix boundaries (Nabeshima's random-prefix variant).
+
+    Parameters
+    ----------
+    n : int
+        Dictionary size.
+    n_levels : int
+        Number of prefixes.
+    low : int
+        Smallest prefix size drawn.
+    gen : torch.Generator
+        Source of randomness (seeded per SAE, so a resumed run draws the same sizes).
+
+    Returns
+    -------
+    tuple of int
+        Ascending sizes, log-uniform in [low, n), always ending at n.
+    """
     if n_levels <= 1 or low >= n:
         return (n,)
     u = torch.rand(n_levels - 1, generator=gen)
@@ -34,23 +65,49 @@ def sample_prefixes(n: int, n_levels: int, low: int, gen: torch.Generator) -> tu
 
 
 class MatryoshkaPrefixSAE(BatchTopKSAE):
-    """Nested dictionary prefixes over a BatchTopK selection (inference: the threshold)."""
+    """Matryoshka SAE with nested dictionary prefixes (Bussmann et al. 2025; random variant:
+    Nabeshima)    over a BatchTopK selection; at inference the BatchTopK threshold.
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        ``arch="matryoshka_prefix"``; ``prefixes`` (or ``n_levels`` halvings), ``random_prefix``.
+    """
 
     arch = "matryoshka_prefix"
 
-    def __init__(self, cfg) -> None:  # noqa: ANN001 - SAEConfig
+    def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
         self.prefixes = cfg.prefixes or default_prefixes(self.n_latents, cfg.n_levels)
         self.prefix_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     def current_prefixes(self) -> tuple[int, ...]:
-        """This step's prefix sizes: fixed, or sampled when ``random_prefix`` is on."""
+        """This step's prefix sizes.
+
+        Returns
+        -------
+        tuple of int
+            The fixed prefixes, or fresh ones when ``random_prefix`` is on.
+        """
         if not self.cfg.random_prefix:
             return self.prefixes
         return sample_prefixes(self.n_latents, self.cfg.n_levels, self.cfg.k, self.prefix_gen)
 
     def loss(self, x_BD: Tensor, dead_N: Tensor | None = None) -> LossOutput:
-        """Mean over prefixes of the prefix reconstruction's batch FVU, plus AuxK."""
+        """Mean over prefixes of the prefix reconstruction's batch FVU, plus AuxK.
+
+        Parameters
+        ----------
+        x_BD : Tensor
+            A normalised batch [B, d_in].
+        dead_N : Tensor, optional
+            bool [n_latents]: dead latents for the AuxK term.
+
+        Returns
+        -------
+        LossOutput
+            ``loss`` (the mean prefix FVU plus ``aux_coef`` * AuxK) and its terms.
+        """
         B = x_BD.shape[0]
         with torch.no_grad():
             pre_BN = self.pre_acts(x_BD)

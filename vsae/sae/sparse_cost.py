@@ -24,7 +24,7 @@ SAMPLE_ROWS = 64  # rows of the calibration sample
 SAMPLE_PER_ROW = 512  # sparse codes per row of the sample (at most N)
 
 
-def _best_seconds(fn, repeats: int) -> float:  # noqa: ANN001 - a callable of no arguments
+def _best_seconds(fn, repeats: int) -> float:
     fn()  # allocator and lazy-init warm-up
     best = float("inf")
     for _ in range(repeats):
