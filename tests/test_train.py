@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vsae import SAEConfig, TrainConfig, TrainingError, train
+from vsae.data.checks import DataError
 from vsae.metrics import mmcs
 
 TC = TrainConfig(
@@ -60,7 +61,11 @@ def test_nan_batch_stops_with_step_and_keeps_checkpoint(tmp_path, flat_data):
     acts[512 + 25 * 128 + 5, 3] = float("nan")
     batches = [acts[i : i + 100] for i in range(0, 8000, 100)]
     cfg = SAEConfig(arch="topk", d_in=32, n_latents=64, k=4)
-    with pytest.raises(TrainingError, match=r"step 25: the input batch holds NaN"):
+    # the stream's batches are checked as they are read (vsae.data.checks): the error names the
+    # source batch (3717 // 100 = 37), its row and column, before a NaN reaches a step
+    with pytest.raises(
+        DataError, match=r"batch 37: 1 of 100 rows hold NaN or inf .* row 17, column 3"
+    ):
         train(cfg, batches, _small(steps=40, ckpt_every=10), out_dir=tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 20
