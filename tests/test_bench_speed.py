@@ -125,10 +125,11 @@ def test_boundary_ties_are_found_and_rechecked_in_float64(arch):
 
 def test_bench_speed_quick_cli(tmp_path):
     out = tmp_path / "speed.json"
-    proc = run_cli("bench", "speed", "--quick", "--out", str(out), timeout=1800)
+    proc = run_cli("bench", "speed", "--quick", "--threads", "1", "--out", str(out), timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = json.loads(proc.stdout)
     assert json.loads(out.read_text()) == printed
+    assert printed["machine"]["torch_threads"] == 1  # what the workers ran at, not this process
     eq = printed["equivalence"]
     assert set(eq) == {"topk", "batchtopk", "matryoshka_k", "archetypal"}
     for arch, res in eq.items():

@@ -170,6 +170,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--out", default="", help="also write the JSON to this file")
 
 
+def _machine(args: argparse.Namespace) -> dict[str, Any]:
+    # the timed workers run at --threads (0: torch's default, which this process also has)
+    info = machine_info(args.device)
+    if args.threads:
+        info["torch_threads"] = args.threads
+    return info
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print one JSON object (and write it to ``--out``)."""
     grid = dict(QUICK_GRID if args.quick else FULL_GRID)
@@ -200,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         "benchmark": "speed",
         "date_utc": date_utc(),
         "command": command_line(),
-        "machine": machine_info(args.device),
+        "machine": _machine(args),
         "settings": {**base, "grid": grid, "archs": list(archs), "quick": args.quick},
         "equivalence": equivalence_checks(archs),
     }
