@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import about, explore, generate, search
+from .background import Background
 from .config import DemoConfig
 from .messages import CSS as MESSAGE_CSS
 from .models import load_diffusion, load_explorer, load_searcher
@@ -31,7 +32,8 @@ def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) 
     Returns
     -------
     gr.Blocks
-        The app; call :func:`launch` to serve it.
+        The app; call :func:`launch` to serve it. What it loads in the background once
+        served (the diffusion pipeline) is in :func:`background_loads`.
     """
     explorer = load_explorer(sources, cache)
     searcher = load_searcher(sources) if explorer is not None else None
@@ -48,11 +50,29 @@ def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) 
             generate.build(diffusion)
     # Callbacks name their model in concurrency_id; this is the limit for any that don't.
     app.queue(default_concurrency_limit=cfg.concurrency_per_model, max_size=64)
+    app.vsae_background = (diffusion.gen,) if diffusion is not None else ()
     return app
 
 
+def background_loads(app: gr.Blocks) -> tuple[Background, ...]:
+    """The models ``app`` loads after it is served (:func:`launch` starts them).
+
+    Parameters
+    ----------
+    app
+        From :func:`build_app`.
+
+    Returns
+    -------
+    tuple of Background
+        ``get()`` on each waits for it and raises ``LoadError`` when it failed.
+    """
+    return tuple(getattr(app, "vsae_background", ()))
+
+
 def launch(app: gr.Blocks, cfg: DemoConfig, prevent_thread_lock: bool = False) -> str:
-    """Serve ``app`` on ``cfg.host:cfg.port`` with no share link; returns the local URL.
+    """Serve ``app`` on ``cfg.host:cfg.port`` with no share link, then start loading its
+    background models; returns the local URL.
 
     Parameters
     ----------
@@ -82,4 +102,6 @@ def launch(app: gr.Blocks, cfg: DemoConfig, prevent_thread_lock: bool = False) -
         ssr_mode=False,
         pwa=False,
     )
+    for load in background_loads(app):
+        load.start()
     return local_url

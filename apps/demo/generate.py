@@ -28,6 +28,7 @@ from vsae.interventions import (
 )
 from vsae.interventions.spec import resolve_latent
 
+from .background import LoadError
 from .messages import message_box, ok, problem
 from .models import Diffusion
 
@@ -73,7 +74,7 @@ def build(model: Diffusion) -> None:
     model
         The pipeline, SAE, statistics and names (shared, read-only, by all sessions).
     """
-    gen, bsae = model.gen, model.bsae
+    bsae = model.bsae
     n_latents = int(bsae.sae.n_latents)
     choices = [f"{name} (#{f})" for f, name in sorted(model.names.items())]
 
@@ -103,6 +104,7 @@ def build(model: Diffusion) -> None:
                 5,
             )
         try:
+            gen = model.gen.get()  # waits while the pipeline is still loading after a start
             _, f = resolve_latent(_latent_ref(latent), [model.sae_dir], [n_latents])
             mask = _mask_of(drawn, gen.image_hw) if use_mask else None
             if mask is not None:
@@ -124,7 +126,7 @@ def build(model: Diffusion) -> None:
                 edits=[Icon(feature=f, strength=ICON_STRENGTH)],
                 stats=stats,
             )
-        except InterventionError as e:
+        except (InterventionError, LoadError) as e:
             return problem(str(e), 5)
         except ValueError as e:  # the world tokenizer's PromptError (an unknown or long prompt)
             return problem(f"Prompt refused: {e}", 5)
@@ -149,7 +151,7 @@ def build(model: Diffusion) -> None:
 
     with gr.Tab("Generate", id="generate"):
         gr.Markdown(
-            f"Generate with `{gen.spec}` and the SAE on block `{bsae.block}` "
+            f"Generate with `{model.pipeline}` and the SAE on block `{bsae.block}` "
             f"({n_latents} latents). Pick a latent by id (0..{n_latents - 1}) or name, then "
             "steer it (strength in units of its mean activation) or ablate it, everywhere or "
             "only where you draw on the sketchpad."

@@ -22,6 +22,7 @@ from vsae.interventions import (
 )
 from vsae.interventions.spec import parse_sae_ref
 
+from .background import Background
 from .sources import DemoSources
 
 
@@ -72,8 +73,11 @@ class Diffusion:
 
     Parameters
     ----------
-    gen : Generator
-        The text-to-image pipeline.
+    gen : Background of Generator
+        The text-to-image pipeline, loaded in the background once the page is served
+        (``gen.get()`` waits for it).
+    pipeline : str
+        Its spec (``world``, a folder or a repo id), for the page.
     bsae : BlockSAE
         The SAE on its U-Net block.
     stats : LatentStats
@@ -86,7 +90,8 @@ class Diffusion:
         Label (its concepts) -> unlearning recipe fitted on this SAE and block.
     """
 
-    gen: Generator
+    gen: Background[Generator]
+    pipeline: str
     bsae: BlockSAE
     stats: LatentStats
     sae_dir: Path
@@ -96,6 +101,11 @@ class Diffusion:
 
 def load_diffusion(sources: DemoSources) -> Diffusion | None:
     """The Generate tab's pipeline and SAE; None without a diffusion SAE.
+
+    The SAE, its statistics and the recipes are loaded and checked here; the pipeline (the
+    slowest import and load of a start, and needed by no layout) only when its
+    :class:`~apps.demo.background.Background` is started: :func:`~apps.demo.app.launch` starts
+    it once the page is served.
 
     Parameters
     ----------
@@ -109,26 +119,27 @@ def load_diffusion(sources: DemoSources) -> Diffusion | None:
     Raises
     ------
     InterventionError
-        A bad ``DIR@BLOCK``, pipeline, or SAE without statistics and training shards.
+        A bad ``DIR@BLOCK``, or an SAE without statistics and training shards (a bad
+        pipeline is reported by ``gen.get()``, in the page).
     """
     if sources.diffusion_sae is None:
         return None
     t0 = time.perf_counter()
     ref = parse_sae_ref(sources.diffusion_sae)
-    gen = load_generator(sources.pipeline)
     bsae = load_block_sae(ref.path, ref.block)
     stats = load_or_compute_stats(ref.path, bsae.sae)
     print(
-        f"vsae demo: pipeline {sources.pipeline} with the SAE on {ref.block} ready in "
-        f"{time.perf_counter() - t0:.1f} s",
+        f"vsae demo: the diffusion SAE on {ref.block} ready in {time.perf_counter() - t0:.1f} s",
         file=sys.stderr,
     )
+    pipeline = sources.pipeline
+    gen = Background(f"pipeline {pipeline}", lambda: load_generator(pipeline))
     recipes = {}
     for folder in sources.recipes:
         recipe = load_recipe(folder)
         recipe.edit(bsae)  # refused now, not at the first click, when fitted on another SAE
         recipes[" + ".join(recipe.info["concepts"])] = recipe
-    return Diffusion(gen, bsae, stats, ref.path, latent_names(ref.path), recipes)
+    return Diffusion(gen, pipeline, bsae, stats, ref.path, latent_names(ref.path), recipes)
 
 
 def load_searcher(sources: DemoSources) -> Searcher | None:

@@ -249,7 +249,14 @@ def _sources(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the sources, build the app and serve it until interrupted."""
-    from apps.demo import DemoConfig, build_app, default_cache_dir, launch
+    from apps.demo import (
+        DemoConfig,
+        LoadError,
+        background_loads,
+        build_app,
+        default_cache_dir,
+        launch,
+    )
 
     try:
         cache = Path(args.cache) if args.cache else default_cache_dir()
@@ -281,12 +288,20 @@ def run(args: argparse.Namespace) -> int:
             raise DemoError(str(e)) from None
         seconds = round(time.perf_counter() - t0, 1)
         if args.prepare_only:
+            try:  # what a served demo loads behind the page is checked here too
+                for load in background_loads(app):
+                    load.get()
+            except LoadError as e:
+                raise DemoError(str(e)) from None
+            seconds = round(time.perf_counter() - t0, 1)
             ready = {"cache": str(cache), "clip_sae": str(sources.clip_sae)}
             print(json.dumps({**ready, "diffusion_sae": sources.diffusion_sae, "seconds": seconds}))
             return 0
         print(f"vsae demo: ready in {seconds} s", file=sys.stderr)
         url = launch(app, cfg, prevent_thread_lock=True)
-        print(f"vsae demo: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        behind = ", ".join(b.what for b in background_loads(app))
+        later = f"; loading {behind} behind it" if behind else ""
+        print(f"vsae demo: serving on {url} (Ctrl-C to stop){later}", file=sys.stderr, flush=True)
         app.block_thread()
         return 0
     except (DemoError, OSError) as e:
