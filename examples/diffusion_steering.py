@@ -10,6 +10,12 @@ What it does, with the same library calls the ``vsae generate`` command makes:
 3. generate "a red circle" bare, steered towards blue everywhere, steered only in the left
    half, and the blue latent's feature icon, and save them side by side.
 
+What to expect on the tiny world: one block's SAE moves the judged colour only some of the time
+(``vsae bench interventions`` measured 0.55 at strength 32 with a larger SAE, and the shape is
+lost at that strength; see benchmarks/results/interventions-2026-12-02-cpu.md). This example's
+small SAE and strength 16 often leave the colour judged unchanged while the background degrades;
+the printed judgements say which.
+
 The same on real models (a GPU and the weights; the commands are the same, the names change):
 
     # SD 1.x: the SAE of a cross-attention block, steered at 30 steps

@@ -317,3 +317,33 @@ def test_another_tools_checkpoint_attaches_through_vsae_load(world_gen, tmp_path
     bare = world_gen(["a red circle"], 2, seed=0, as_float=True)
     run = generate(world_gen, ["a red circle"], 2, 0, saes=[bsae], as_float=True)
     assert np.abs(run.images - bare).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_steering_example_runs_offline(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "diffusion_steering.py"), "--out", str(tmp_path)]
+        + ["--steps", "4"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "blue latent: #" in res.stdout
+    judged = [line for line in res.stdout.splitlines() if ": judged " in line]
+    assert [line.split(":")[0].strip() for line in judged] == [
+        "bare",
+        "steered",
+        "left half",
+        "top-left only",
+        "icon",
+    ]
+    assert (tmp_path / "steering.png").is_file()

@@ -113,6 +113,7 @@ def train_block_sae(cfg: dict, work: Path) -> tuple[Path, dict]:
     stamp, now = work / "settings.json", json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
     if not stamp.is_file() or stamp.read_text() != now:  # other settings: start afresh
         shutil.rmtree(shards, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     (work / "prompts.txt").write_text(text)
     extract = ["extract", "--source", "world:diffusion", "--data", str(work / "prompts.txt")]
     extract += ["--hookpoints", BLOCK, "--num-steps", str(cfg["steps"]), "--output", "update"]
