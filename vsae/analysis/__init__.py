@@ -7,6 +7,11 @@ Naming::
     from vsae.analysis import name_sae, load_concepts
     table = name_sae("runs/sae", vocab="world", model="world:clip")   # writes concepts.json
 
+Bias (which named concepts a linear probe leans on, by intervention)::
+
+    from vsae.analysis import analyse_bias
+    res = analyse_bias(sae, x_ND, labels, "shape=circle", group="colour", concepts=table)
+
 Search::
 
     from vsae.analysis import build_index, Query, Searcher, sae_model_spec
@@ -14,6 +19,9 @@ Search::
     hits = Searcher("runs/index").run(Query(image="#0", suppress=("red",), boost=("blue=2",)))
 """
 
+from vsae.analysis.bias import BiasConfig, BiasResult, analyse_bias, debias_accuracy
+from vsae.analysis.bias_labels import BiasError, align_labels, read_labels
+from vsae.analysis.bias_probe import LinearProbe, ProbeConfig, fit_probe, load_probe
 from vsae.analysis.concepts import (
     Concept,
     ConceptError,
@@ -45,6 +53,9 @@ from vsae.analysis.thresholds import DEFAULTS, default_thresholds
 from vsae.analysis.vocab import Vocabulary, load_vocab
 
 __all__ = [
+    "BiasConfig",
+    "BiasError",
+    "BiasResult",
     "ClipModel",
     "Concept",
     "ConceptError",
@@ -64,27 +75,35 @@ __all__ = [
     "LatentCard",
     "LatentGallery",
     "LatentStats",
+    "LinearProbe",
     "ModelSpec",
     "Namer",
+    "ProbeConfig",
     "Query",
     "Searcher",
     "TextNamer",
     "Thresholds",
     "Vocabulary",
+    "align_labels",
+    "analyse_bias",
     "build_gallery",
     "build_index",
     "contact_sheet",
+    "debias_accuracy",
     "default_thresholds",
     "edit_query",
     "embed_vocab",
+    "fit_probe",
     "latent_heatmap",
     "latent_stats",
     "load_concepts",
     "load_or_build_gallery",
+    "load_probe",
     "load_vocab",
     "name_latents",
     "name_sae",
     "overlay",
+    "read_labels",
     "resolve",
     "sae_model_spec",
     "search",
