@@ -110,6 +110,7 @@ MODULES = (
     "vsae.interventions.spec",
     "vsae.interventions.stats",
     "vsae.interventions.unlearn",
+    "vsae.interventions.unlearn_eval",
     "vsae.metrics",
     "vsae.sae",
     "vsae.sae.archetypal",

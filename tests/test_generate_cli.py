@@ -202,3 +202,36 @@ def test_unlearn_fit_then_generate_with_the_recipe(cli, block_sae_dir, tmp_path)
         out = cli("unlearn", "fit", "--sae", str(block_sae_dir), "--concept", "red", *extra,
                   "--num-steps", "4", "--out", str(tmp_path / "x"))  # fmt: skip
         assert out.returncode == 2 and msg in out.stderr
+
+
+@pytest.mark.slow
+def test_unlearn_eval_reports_ua_ira_cra_and_refuses_bad_recipes(cli, block_sae_dir, tmp_path):
+    fit = cli(
+        "unlearn", "fit", "--sae", str(block_sae_dir), "--concept", "red", "--percentile", "90",
+        "--gamma", "-20", "--num-steps", "4", "--out", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\na red square\na blue circle\na green star\n")
+    out = cli("unlearn", "eval", str(tmp_path / "r"), "--prompts", str(prompts),
+              "--n-images", "2", "--out", str(tmp_path / "e"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "e" / "eval.json").read_text())
+    sae, neg = res["sae"], res["negative_prompt"]
+    assert sae["n_target"] == 4 and sae["n_other"] == 4  # 2 prompts x 2 seeds each
+    assert 0 <= sae["ua"]["red"] <= 1 and neg["ua"]["red"] is not None
+    assert sae["ira"]["bare"] == neg["ira"]["bare"]  # one bare run for both
+    assert set(res["robustness"]["red"]) == {"other_frames", "word_order", "alone", "two_objects"}
+    assert "not FID" in res["quality"]["name"] and res["cost"]["generation_ratio"] > 0
+    assert res["seeds"] == [1000, 1001] and res["selection_split"]["seeds"] == [0]
+    assert "Judge-feature Fréchet distance (not FID)" in (tmp_path / "e" / "eval.md").read_text()
+    assert Image.open(tmp_path / "e" / "eval.png").size[0] > 100
+    args = json.loads((tmp_path / "e" / "arguments.json").read_text())
+    assert args["n_images"] == 2 and args["recipe"] == str(tmp_path / "r")
+    missing = cli("unlearn", "eval", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    meta = json.loads((tmp_path / "r" / "recipe.json").read_text())
+    meta["sae_hash"] = "0" * 64
+    (tmp_path / "r" / "recipe.json").write_text(json.dumps(meta))
+    other = cli("unlearn", "eval", str(tmp_path / "r"), "--out", str(tmp_path / "y"))
+    assert other.returncode == 2 and "refit it" in other.stderr

@@ -15,13 +15,28 @@ from vsae.interventions import (
     BlockSAE,
     InterventionError,
     Recipe,
+    combine_recipes,
+    fit_from_means,
     fit_recipe,
     generate,
     load_generator,
     load_recipe,
     sae_hash,
+    sequential_recipes,
 )
-from vsae.interventions.unlearn import mentions, scores
+from vsae.interventions.unlearn import mentions, scores, step_means
+from vsae.interventions.unlearn_eval import (
+    Judged,
+    Row,
+    frechet_distance,
+    kind_of,
+    negative_prompt,
+    recipe_metrics,
+    robustness_prompts,
+    run_rows,
+    split_pairs,
+)
+from vsae.world import COLOURS, SHAPES
 
 BLOCK = "up_blocks.1.attentions.0"
 STEPS = 3
@@ -134,3 +149,119 @@ def test_random_sd_pipeline_fits_and_applies_a_saved_recipe(tmp_path):
     assert np.abs(same.images - bare).max() <= 1e-4
     run = generate(gen, ["red"], 2, 0, 5.0, [bsae], [loaded.edit(bsae)], as_float=True)
     assert np.abs(run.images - bare).max() > 0
+
+
+def test_sequential_removal_is_the_union_of_single_recipes(world):
+    gen, bsae, _ = world
+    mu = step_means(gen, bsae, PROMPTS, STEPS, [0])
+    seq = sequential_recipes(bsae, ["red", "blue"], PROMPTS, mu, percentile=95, gamma=-2)
+    red = fit_from_means(bsae, ["red"], PROMPTS, mu, 95, -2)
+    blue = fit_from_means(bsae, ["blue"], PROMPTS, mu, 95, -2)
+    assert [r.info["concepts"] for r in seq] == [["red"], ["red", "blue"]]
+    assert torch.equal(seq[0].selected_TN, red.selected_TN)
+    assert torch.equal(seq[1].selected_TN, red.selected_TN | blue.selected_TN)
+    assert seq[1].selected_TN.sum() > red.selected_TN.sum()  # blue adds latents
+    both = red.selected_TN & blue.selected_TN
+    want = torch.minimum(red.multiplier_TN, blue.multiplier_TN)[both]
+    assert torch.equal(seq[1].multiplier_TN[both], want)  # the stronger suppression wins
+    # the same as fitting both at once (the statistics are shared)
+    at_once = fit_from_means(bsae, ["red", "blue"], PROMPTS, mu, 95, -2)
+    assert torch.equal(at_once.selected_TN, seq[1].selected_TN)
+    other = Recipe(red.selected_TN, red.multiplier_TN, red.threshold_TN,
+                   {**red.info, "block": "mid_block.attentions.0"})  # fmt: skip
+    with pytest.raises(InterventionError, match="cannot combine"):
+        combine_recipes([red, other])
+    with pytest.raises(InterventionError, match=r"expected \[5 prompts, steps, 96 latents\]"):
+        fit_from_means(bsae, ["red"], PROMPTS, mu[:3], 95, -2)
+
+
+def test_gamma_error_explains_and_negative_percentiles_are_refused(world):
+    gen, bsae, _ = world
+    with pytest.raises(InterventionError, match="gamma >= 0 keeps or amplifies the concept"):
+        fit_recipe(gen, bsae, ["red"], PROMPTS, STEPS, gamma=0.0)
+    with pytest.raises(InterventionError, match=r"percentile 0.0: expected a value in \(0, 100\)"):
+        fit_recipe(gen, bsae, ["red"], PROMPTS, STEPS, percentile=0.0)
+    with pytest.raises(InterventionError, match="appears in every prompt"):
+        fit_recipe(gen, bsae, ["a"], PROMPTS, STEPS)
+
+
+def test_a_pipeline_without_the_recipes_block_is_refused(world, tmp_path):
+    _, bsae, recipe = world
+    gen = load_generator(str(tiny_sd_pipeline(tmp_path / "pipe", sdxl=False)))
+    with pytest.raises(InterventionError, match="up_blocks.1.attentions.0"):
+        generate(gen, ["red"], STEPS, 0, saes=[bsae], edits=[recipe.edit(bsae)])
+
+
+def test_negative_prompt_guides_away_and_empty_negatives_change_nothing():
+    gen = load_generator("world")
+    p = ["a red circle", "a blue square"]
+    bare = gen(p, STEPS, seed=2, as_float=True)
+    same = gen(p, STEPS, seed=2, as_float=True, negative_prompts=["", ""])
+    assert np.array_equal(bare, same)
+    away = gen(p, STEPS, seed=2, as_float=True, negative_prompts=["a red object", ""])
+    assert np.abs(away[0] - bare[0]).max() > 1e-2  # the first image is pushed
+    assert np.abs(away[1] - bare[1]).max() <= 1e-5  # the second row is untouched
+    with pytest.raises(InterventionError, match="1 negative prompts for 2 prompts"):
+        gen(p, STEPS, negative_prompts=["x"])
+
+
+def test_run_rows_applies_each_recipe_to_its_rows_only(world):
+    gen, bsae, recipe = world
+    rows = [Row("a red circle", 0), Row("a red circle"), Row("a red square", 0)]
+    cache = {}
+    got = run_rows(gen, bsae, rows, [recipe], STEPS, 3, chunk=2, cache=cache)
+    bare = run_rows(gen, bsae, [Row(r.prompt) for r in rows], [recipe], STEPS, 3, chunk=2)
+    full = generate(gen, ["a red circle", "a red circle"], STEPS, 3, saes=[bsae],
+                    edits=[recipe.edit(bsae)]).images  # fmt: skip
+    assert np.array_equal(got[0], full[0])  # row 0: the recipe, same noise position
+    assert np.array_equal(got[1], bare[1])  # row 1: no recipe = bare
+    assert np.abs(got[2].astype(int) - bare[2]).max() > 2  # row 2 (next chunk): edited
+    assert len(cache) == 2
+    again = run_rows(gen, bsae, rows, [recipe], STEPS, 3, chunk=2, cache=cache)
+    assert np.array_equal(again, got) and len(cache) == 2  # served from the cache
+
+
+def judged(prompts, colours, shapes):
+    n = len(prompts)
+    return Judged(list(prompts), {"colour": colours, "shape": shapes},
+                  {"colour": np.full(n, 0.5), "shape": np.full(n, 0.5)},
+                  np.zeros((n, 4)))  # fmt: skip
+
+
+def test_ua_ira_cra_arithmetic():
+    ps = ["a red circle", "a red square", "a blue circle", "a blue square", "a green star"]
+    bare = judged(ps, ["red", "red", "blue", "blue", "green"],
+                  ["circle", "circle", "circle", "square", "star"])  # fmt: skip
+    edited = judged(ps, ["red", "pink", "blue", "purple", "green"],
+                    ["circle", "square", "square", "square", "star"])  # fmt: skip
+    m = recipe_metrics(["red"], edited, bare)
+    assert m["ua"] == {"red": 0.5} and m["n_target"] == 2 and m["n_other"] == 3
+    assert m["ira"]["edited"] == pytest.approx(2 / 3) and m["ira"]["bare"] == 1.0
+    assert m["cra"]["edited"] == pytest.approx(2 / 3) and m["cra"]["bare"] == pytest.approx(1.0)
+    assert m["ira"]["relative"] == pytest.approx(2 / 3)
+    assert m["target_other_kind_kept"]["edited"] == 1.0  # square kept on "a red square"
+    assert m["target_other_kind_kept"]["bare"] == 0.5
+    mixed = recipe_metrics(["red", "star"], edited, bare)
+    assert "ira" not in mixed and mixed["ua"]["star"] == 0.0
+
+
+def test_frechet_distance_and_splits():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    shifted = frechet_distance(a, a + np.array([2.0, 0, 0]))
+    assert shifted == pytest.approx(4.0, abs=1e-6)
+    wider = frechet_distance(a, 3 * a)  # tr(S + 9S - 2*3S) = 4 tr(S), about 12
+    assert 10 < wider < 14
+    sel, ev = split_pairs()
+    assert len(sel) == len(ev) == 24 and not set(sel) & set(ev)
+    for c in COLOURS + SHAPES:
+        assert any(mentions(p, c) for p in sel) and any(mentions(p, c) for p in ev)
+    fams = robustness_prompts("red", ["circle", "star"], n=2)
+    assert fams["other_frames"] == ["a photo of a red circle", "there is a red star"]
+    assert fams["word_order"] == ["a circle in red", "red star"]
+    assert fams["alone"] == ["a red object", "a red thing"]
+    assert all(" and " in p and p.count("red") == 1 for p in fams["two_objects"])
+    assert negative_prompt(["red", "circle"]) == "a red object and a circle"
+    with pytest.raises(InterventionError, match="tiny world's judge knows"):
+        kind_of("teal")

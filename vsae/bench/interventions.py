@@ -92,7 +92,8 @@ def train_block_sae(cfg: dict, work: Path) -> tuple[Path, dict]:
     ----------
     cfg : dict
         ``colours``, ``shapes``, ``extract_repeats``, ``steps`` (denoising), ``train_steps``,
-        ``batch_size``, ``k``, ``expansion`` (see ``FULL``).
+        ``batch_size``, ``k``, ``expansion`` (see ``FULL``), and optionally ``block`` (default
+        ``BLOCK``).
     work : Path
         Folder for ``prompts.txt``, ``shards/`` and ``sae/``; the shards are reused when the
         settings are unchanged.
@@ -106,17 +107,19 @@ def train_block_sae(cfg: dict, work: Path) -> tuple[Path, dict]:
     def main(argv: list[str]) -> int:  # the vsae command line, as a user runs it
         return subprocess.run([sys.executable, "-m", "vsae", *argv], check=False).returncode
 
+    block = cfg.get("block", BLOCK)
     prompts = [f"a {c} {s}" for c in cfg["colours"] for s in cfg["shapes"]]
     text = "\n".join(prompts * cfg["extract_repeats"]) + "\n"
     shards, sae = work / "shards", work / "sae"
     keys = ("colours", "shapes", "extract_repeats", "steps")  # what the shards depend on
-    stamp, now = work / "settings.json", json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
+    now = json.dumps({**{k: cfg[k] for k in keys}, "block": block}, sort_keys=True)
+    stamp = work / "settings.json"
     if not stamp.is_file() or stamp.read_text() != now:  # other settings: start afresh
         shutil.rmtree(shards, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     (work / "prompts.txt").write_text(text)
     extract = ["extract", "--source", "world:diffusion", "--data", str(work / "prompts.txt")]
-    extract += ["--hookpoints", BLOCK, "--num-steps", str(cfg["steps"]), "--output", "update"]
+    extract += ["--hookpoints", block, "--num-steps", str(cfg["steps"]), "--output", "update"]
     extract += ["--out", str(shards), "--quiet"]
     if main(extract) != 0:
         raise RuntimeError("vsae extract failed")

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "interventions": "steering, icons and reconstruct-only cost of SAEs in the tiny U-Net",
     "pipeline": "extraction overhead, shard reader throughput and bytes on disk",
     "concepts": "concept naming precision, concept search and index scale (issue 16)",
+    "unlearning": "concept unlearning (SAeUron) on the tiny world: UA / IRA / CRA, baseline, cost",
 }
 
 

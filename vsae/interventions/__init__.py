@@ -14,7 +14,16 @@ from .heatmap import LatentMaps, latent_maps, latent_names, overlay, save_heatma
 from .masks import check_mask, load_mask
 from .run import Generation, generate
 from .stats import LatentStats, compute_latent_stats, load_or_compute_stats
-from .unlearn import Recipe, Unlearn, fit_recipe, load_recipe, sae_hash
+from .unlearn import (
+    Recipe,
+    Unlearn,
+    combine_recipes,
+    fit_from_means,
+    fit_recipe,
+    load_recipe,
+    sae_hash,
+    sequential_recipes,
+)
 
 __all__ = [
     "CFG_MODES",
@@ -35,7 +44,9 @@ __all__ = [
     "Unlearn",
     "attach",
     "check_mask",
+    "combine_recipes",
     "compute_latent_stats",
+    "fit_from_means",
     "fit_recipe",
     "generate",
     "latent_maps",
@@ -48,4 +59,5 @@ __all__ = [
     "overlay",
     "sae_hash",
     "save_heatmaps",
+    "sequential_recipes",
 ]

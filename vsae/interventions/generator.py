@@ -78,6 +78,7 @@ class Generator:
         seed: int = 0,
         guidance: float | None = None,
         as_float: bool = False,
+        negative_prompts: list[str] | None = None,
     ) -> np.ndarray:
         """Generate one image per prompt.
 
@@ -94,6 +95,9 @@ class Generator:
             Classifier-free guidance scale (default: the pipeline's).
         as_float : bool
             Return float32 pixels in [0, 1] instead of uint8 (exact comparisons).
+        negative_prompts : list of str, optional
+            One per prompt: guidance pushes away from it (the unconditional half is
+            conditioned on it); None: the empty prompt.
 
         Returns
         -------
@@ -105,8 +109,19 @@ class Generator:
         if steps < 1:
             raise InterventionError(f"steps must be >= 1, got {steps}")
         g = self.default_guidance if guidance is None else float(guidance)
+        if negative_prompts is not None and len(negative_prompts) != len(prompts):
+            raise InterventionError(
+                f"{len(negative_prompts)} negative prompts for {len(prompts)} prompts"
+            )
         if self.spec == WORLD:
-            img = self.pipe(list(prompts), steps=steps, guidance=g, seed=seed, output_type="pt")
+            img = self.pipe(
+                list(prompts),
+                steps=steps,
+                guidance=g,
+                seed=seed,
+                output_type="pt",
+                negative_prompts=negative_prompts,
+            )
             img_NHW3 = img.permute(0, 2, 3, 1).numpy().astype(np.float32)
             return img_NHW3 if as_float else (img_NHW3 * 255).round().astype(np.uint8)
         gen = torch.Generator(device=self.unet.device).manual_seed(int(seed))
@@ -115,6 +130,7 @@ class Generator:
             num_inference_steps=steps,
             guidance_scale=g,
             generator=gen,
+            negative_prompt=list(negative_prompts) if negative_prompts is not None else None,
             height=self.image_hw[0],
             width=self.image_hw[1],
             output_type="np",

@@ -46,6 +46,7 @@ def generate(
     cfg: str = "both",
     record: Recorder | None = None,
     as_float: bool = False,
+    negative_prompts: Sequence[str] | None = None,
 ) -> Generation:
     """Run the pipeline with SAEs (and edits) attached; the hooks are removed afterwards.
 
@@ -65,6 +66,9 @@ def generate(
         As in :func:`vsae.interventions.attach`.
     as_float : bool
         float32 pixels in [0, 1] instead of uint8.
+    negative_prompts : list of str, optional
+        One per prompt: classifier-free guidance away from it (the negative-prompt baseline
+        of unlearning); None: the empty prompt.
 
     Returns
     -------
@@ -89,5 +93,12 @@ def generate(
         record=record,
         n_prompts=len(prompts),
     ) as seen:
-        images = gen(list(prompts), steps=steps, seed=seed, guidance=guidance, as_float=as_float)
+        images = gen(
+            list(prompts),
+            steps=steps,
+            seed=seed,
+            guidance=guidance,
+            as_float=as_float,
+            negative_prompts=None if negative_prompts is None else list(negative_prompts),
+        )
     return Generation(images, seen, time.perf_counter() - t0)

@@ -272,6 +272,108 @@ class Unlearn(Edit):
         return {**super().describe(), "selected_pairs": n, "num_steps": self.num_steps}
 
 
+def _check_hyperparameters(concepts: Sequence[str], percentile: float, gamma: float) -> None:
+    if not concepts:
+        raise InterventionError("give at least one concept to unlearn")
+    if not 0 < percentile < 100:
+        raise InterventionError(f"percentile {percentile}: expected a value in (0, 100)")
+    if gamma >= 0:
+        raise InterventionError(
+            f"gamma {gamma}: expected gamma < 0 (the latent is multiplied by gamma * mu_c; "
+            "gamma >= 0 keeps or amplifies the concept instead of removing it)"
+        )
+
+
+def _concept_flags(concepts: Sequence[str], prompts: Sequence[str]) -> dict[str, list[bool]]:
+    has = {c: [mentions(p, c) for p in prompts] for c in concepts}
+    for c, flags in has.items():
+        if not any(flags):
+            raise InterventionError(
+                f"concept {c!r} appears in no statistics prompt (of {len(flags)}); give prompts "
+                "that name it as a word"
+            )
+        if all(flags):
+            raise InterventionError(f"concept {c!r} appears in every prompt: none to contrast")
+    return has
+
+
+def fit_from_means(
+    bsae: BlockSAE,
+    concepts: Sequence[str],
+    prompts: Sequence[str],
+    mu_PTN: torch.Tensor,
+    percentile: float = 99.0,
+    gamma: float = -1.0,
+    info: dict | None = None,
+) -> Recipe:
+    """A recipe from per-prompt step means already computed (:func:`step_means`).
+
+    The statistics do not depend on the concepts, the percentile or gamma, so a grid of
+    hyperparameters over many concepts needs one :func:`step_means` run.
+
+    Parameters
+    ----------
+    bsae : BlockSAE
+        The SAE on its block (hashed into the recipe).
+    concepts : list of str
+    prompts : list of str
+        The statistics prompts, one per row of ``mu_PTN``.
+    mu_PTN : torch.Tensor
+        ``[len(prompts), T, N]`` mean codes.
+    percentile, gamma : float
+        As :func:`fit_recipe`.
+    info : dict, optional
+        Extra fields for ``recipe.json`` (guidance, seeds, sae_path ...).
+
+    Returns
+    -------
+    Recipe
+
+    Raises
+    ------
+    InterventionError
+        As :func:`fit_recipe`, or means of another shape than the prompts and the SAE.
+    """
+    _check_hyperparameters(concepts, percentile, gamma)
+    prompts = list(prompts)
+    if mu_PTN.ndim != 3 or mu_PTN.shape[0] != len(prompts) or mu_PTN.shape[2] != bsae.sae.n_latents:
+        raise InterventionError(
+            f"means of shape {tuple(mu_PTN.shape)}: expected [{len(prompts)} prompts, steps, "
+            f"{bsae.sae.n_latents} latents]"
+        )
+    has = _concept_flags(concepts, prompts)
+    steps = mu_PTN.shape[1]
+    mu_all_TN = mu_PTN.mean(0)
+    selected = torch.zeros(steps, bsae.sae.n_latents, dtype=torch.bool)
+    mult = torch.zeros(steps, bsae.sae.n_latents, dtype=torch.float64)
+    per_concept = {}
+    for c, flags in has.items():
+        on = torch.tensor(flags)
+        mu_c, mu_not = mu_PTN[on].mean(0), mu_PTN[~on].mean(0)
+        s_TN = scores(mu_c, mu_not)
+        cut_T1 = torch.quantile(s_TN, percentile / 100, dim=1, keepdim=True)
+        sel = (s_TN > cut_T1) & (mu_c > 0)
+        selected |= sel
+        mult = torch.where(sel, torch.minimum(mult, gamma * mu_c), mult)
+        per_concept[c] = {"selected_pairs": int(sel.sum()), "prompts": int(on.sum())}
+    meta = {
+        "sae_path": "",
+        "sae_hash": sae_hash(bsae.sae),
+        "block": bsae.block,
+        "output": bsae.output,
+        "concepts": list(concepts),
+        "percentile": percentile,
+        "gamma": gamma,
+        "num_steps": steps,
+        "guidance": None,
+        "seeds": [],
+        **(info or {}),
+        "prompts": prompts,
+        "per_concept": per_concept,
+    }
+    return Recipe(selected, mult.float(), mu_all_TN.float(), meta)
+
+
 def fit_recipe(
     gen: Generator,
     bsae: BlockSAE,
@@ -318,51 +420,89 @@ def fit_recipe(
         No concept, a percentile outside (0, 100), gamma >= 0, a concept named by no prompt
         (or by every prompt).
     """
-    if not concepts:
-        raise InterventionError("give at least one concept to unlearn")
-    if not 0 < percentile < 100:
-        raise InterventionError(f"percentile {percentile}: expected a value in (0, 100)")
-    if gamma >= 0:
-        raise InterventionError(
-            f"gamma {gamma}: expected gamma < 0 (the latent is multiplied by gamma * mu_c; "
-            "gamma >= 0 keeps or amplifies the concept instead of removing it)"
-        )
+    _check_hyperparameters(concepts, percentile, gamma)
     prompts = list(prompts)
-    has = {c: [mentions(p, c) for p in prompts] for c in concepts}
-    for c, flags in has.items():
-        if not any(flags):
-            raise InterventionError(f"concept {c!r} appears in no statistics prompt")
-        if all(flags):
-            raise InterventionError(f"concept {c!r} appears in every prompt: none to contrast")
+    _concept_flags(concepts, prompts)  # refuse before the (slow) statistics
     mu_PTN = step_means(gen, bsae, prompts, steps, seeds, guidance)
-    mu_all_TN = mu_PTN.mean(0)
-    selected = torch.zeros(steps, bsae.sae.n_latents, dtype=torch.bool)
-    mult = torch.zeros(steps, bsae.sae.n_latents, dtype=torch.float64)
-    per_concept = {}
-    for c, flags in has.items():
-        on = torch.tensor(flags)
-        mu_c, mu_not = mu_PTN[on].mean(0), mu_PTN[~on].mean(0)
-        s_TN = scores(mu_c, mu_not)
-        cut_T1 = torch.quantile(s_TN, percentile / 100, dim=1, keepdim=True)
-        sel = (s_TN > cut_T1) & (mu_c > 0)
-        selected |= sel
-        mult = torch.where(sel, torch.minimum(mult, gamma * mu_c), mult)
-        per_concept[c] = {"selected_pairs": int(sel.sum()), "prompts": int(on.sum())}
-    info = {
-        "sae_path": sae_path,
-        "sae_hash": sae_hash(bsae.sae),
-        "block": bsae.block,
-        "output": bsae.output,
-        "concepts": list(concepts),
-        "percentile": percentile,
-        "gamma": gamma,
-        "num_steps": steps,
-        "guidance": guidance,
-        "seeds": list(seeds),
-        "prompts": prompts,
-        "per_concept": per_concept,
-    }
-    return Recipe(selected, mult.float(), mu_all_TN.float(), info)
+    info = {"sae_path": sae_path, "guidance": guidance, "seeds": list(seeds)}
+    return fit_from_means(bsae, concepts, prompts, mu_PTN, percentile, gamma, info)
+
+
+def combine_recipes(recipes: Sequence[Recipe]) -> Recipe:
+    """The union of recipes fitted on the same SAE, block and steps (sequential removal).
+
+    A latent selected by several keeps the most negative multiplier and the lowest threshold.
+
+    Parameters
+    ----------
+    recipes : list of Recipe
+
+    Returns
+    -------
+    Recipe
+        Its ``concepts`` are all of theirs, in order; ``parts`` records each one's info.
+
+    Raises
+    ------
+    InterventionError
+        No recipe, or recipes for another SAE, block or number of steps than the first.
+    """
+    if not recipes:
+        raise InterventionError("no recipe to combine")
+    first = recipes[0]
+    key = ("sae_hash", "block", "num_steps")
+    for r in recipes[1:]:
+        if any(r.info[k] != first.info[k] for k in key):
+            raise InterventionError(
+                f"cannot combine a recipe for {[r.info[k] for k in key]} with one for "
+                f"{[first.info[k] for k in key]} (sae_hash, block, num_steps)"
+            )
+    sel = torch.zeros_like(first.selected_TN)
+    mult = torch.zeros_like(first.multiplier_TN)
+    thr = torch.full_like(first.threshold_TN, float("inf"))
+    for r in recipes:
+        s = r.selected_TN.bool()
+        sel |= s
+        mult = torch.where(s, torch.minimum(mult, r.multiplier_TN), mult)
+        thr = torch.where(s, torch.minimum(thr, r.threshold_TN), thr)
+    thr = torch.where(sel, thr, first.threshold_TN)
+    concepts = [c for r in recipes for c in r.info["concepts"]]
+    info = {**first.info, "concepts": concepts, "parts": [dict(r.info) for r in recipes]}
+    info["per_concept"] = {k: v for r in recipes for k, v in r.info.get("per_concept", {}).items()}
+    return Recipe(sel, mult, thr, info)
+
+
+def sequential_recipes(
+    bsae: BlockSAE,
+    concepts: Sequence[str],
+    prompts: Sequence[str],
+    mu_PTN: torch.Tensor,
+    percentile: float = 99.0,
+    gamma: float = -1.0,
+    info: dict | None = None,
+) -> list[Recipe]:
+    """Sequential removal: the recipe after adding each concept, one by one.
+
+    Recipe ``i`` removes ``concepts[: i + 1]``: each concept is fitted alone and the first
+    ``i + 1`` are combined (:func:`combine_recipes`), as a user adding one concept to a recipe
+    at a time would.
+
+    Parameters
+    ----------
+    bsae, prompts, mu_PTN, percentile, gamma, info
+        As :func:`fit_from_means`.
+    concepts : list of str
+        In the order they are added.
+
+    Returns
+    -------
+    list of Recipe
+        One per prefix of ``concepts``.
+    """
+    singles = [
+        fit_from_means(bsae, [c], prompts, mu_PTN, percentile, gamma, info) for c in concepts
+    ]
+    return [combine_recipes(singles[: i + 1]) for i in range(len(singles))]
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -444,11 +584,14 @@ def concept_prompts(concepts: Sequence[str], vocab: dict[str, Sequence[str]]) ->
 __all__ = [
     "Recipe",
     "Unlearn",
+    "combine_recipes",
     "concept_prompts",
+    "fit_from_means",
     "fit_recipe",
     "load_recipe",
     "mentions",
     "sae_hash",
     "scores",
+    "sequential_recipes",
     "step_means",
 ]

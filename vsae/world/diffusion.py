@@ -187,6 +187,7 @@ class WorldDiffusionPipeline:
         seed: int = 0,
         output_type: str = "pil",
         eta: float = 0.0,
+        negative_prompts: Sequence[str] | None = None,
     ):
         """Generate one image per prompt.
 
@@ -206,6 +207,9 @@ class WorldDiffusionPipeline:
             "pt" (float tensor N x 3 x 32 x 32 in [0, 1]).
         eta
             DDIM's eta (0: deterministic sampling).
+        negative_prompts
+            One per prompt: the unconditional half of classifier-free guidance is conditioned
+            on it instead of ``""``, so guidance pushes away from it (None: ``""`` for all).
 
         Returns
         -------
@@ -231,8 +235,12 @@ class WorldDiffusionPipeline:
         n = len(prompts)
         cond = self.encode_prompt(prompts)
         use_cfg = guidance > 1.0
+        if negative_prompts is not None:
+            negative_prompts = self.tokenizer.check(list(negative_prompts))
+            if len(negative_prompts) != n:
+                raise ValueError(f"{len(negative_prompts)} negative prompts for {n} prompts")
         if use_cfg:
-            cond = torch.cat([self.encode_prompt([""] * n), cond])
+            cond = torch.cat([self.encode_prompt(negative_prompts or [""] * n), cond])
         gen = torch.Generator().manual_seed(int(seed))
         x = pack(torch.randn((n, 3, RESOLUTION, RESOLUTION), generator=gen))
         self.scheduler.set_timesteps(steps)

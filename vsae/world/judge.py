@@ -174,6 +174,28 @@ class Judge:
         parts = [self.net(x[i : i + batch]) for i in range(0, len(x), batch)]
         return {a: torch.cat([p[a] for p in parts]) for a in ATTRIBUTES}
 
+    @torch.no_grad()
+    def features(self, images: Any, batch: int = 256) -> np.ndarray:
+        """The judge's 256-d trunk features (what its heads read), for distribution distances.
+
+        Parameters
+        ----------
+        images : images
+            Anything :func:`to_judge_input` takes.
+        batch : int
+            Images per forward pass.
+
+        Returns
+        -------
+        np.ndarray
+            float64 ``[N, 256]``.
+        """
+        x = to_judge_input(images)
+        parts = [
+            self.net.trunk(self.net.features(x[i : i + batch])) for i in range(0, len(x), batch)
+        ]
+        return torch.cat(parts).double().numpy()
+
     def predict_indices(self, images: Any) -> dict[str, np.ndarray]:
         """Predicted label index per attribute.
 
