@@ -34,6 +34,7 @@ MODULES = (
     "vsae.analysis.bias_assoc",
     "vsae.analysis.bias_boot",
     "vsae.analysis.bias_concepts",
+    "vsae.analysis.bias_data",
     "vsae.analysis.bias_effects",
     "vsae.analysis.bias_labels",
     "vsae.analysis.bias_plots",

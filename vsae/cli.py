@@ -24,6 +24,7 @@ COMMANDS = (
     "index",
     "search",
     "unlearn",
+    "bias",
 )
 
 
@@ -62,6 +63,7 @@ EXPECTED_ERRORS = frozenset(
         "InterventionError",
         "ConceptError",
         "ConceptIndexError",
+        "BiasError",
         "FileNotFoundError",
         "FileExistsError",
     }

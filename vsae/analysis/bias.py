@@ -14,11 +14,11 @@ concepts removed at test time.
 
 The code does not know which correlation a data set holds: every named concept is switched
 off (and on) and the probe re-run; the concepts are ranked by the causal effect on the
-probe's balanced accuracy of switching them off, on the images where they fire (the logit
-change and flip fraction are reported beside it). A probe that learned only what holds in the
-analysed data loses accuracy when information is removed; one that leaned on a correlation
-that does not hold there gains. A non-target concept is *spurious* (flagged) when the
-bootstrap interval of that gain lies above zero.
+probe's balanced accuracy over the analysed images of switching them off where they fire
+(the logit change and flip fraction on those images are reported beside it). A probe that
+learned only what holds in the analysed data loses accuracy when information is removed;
+one that leaned on a correlation that does not hold there gains. A non-target concept is
+*spurious* (flagged) when the bootstrap interval of that gain lies above zero.
 """
 
 from __future__ import annotations

@@ -37,8 +37,10 @@ class Change:
         Its bootstrap interval.
     gain : float
         Change of the balanced accuracy (the mean of the two classes' accuracies, or the one
-        class's present) on the edited images: positive means the edit makes the probe more
-        often right, i.e. it leaned on the concept where that does not hold.
+        class's present) of the whole population the change is measured on (all analysed
+        images, or one group's), the edit applied where it applies: positive means the edit
+        makes the probe more often right, i.e. it leaned on the concept where that does not
+        hold. A population-level measure: a concept that touches few images moves it little.
     gain_ci : (float, float)
         Its bootstrap interval.
     few : bool
@@ -113,13 +115,15 @@ def _change(
     base_NP: torch.Tensor,
     y_N: torch.Tensor,
     mask_N: torch.Tensor,
+    pop_N: torch.Tensor,
     counts_BN: torch.Tensor,
     refit: bool,
     min_n: int,
     level: float,
 ) -> Change:
-    """Mean logit change, flip fraction and accuracy gain over ``mask``, point estimate and
-    bootstrap."""
+    """Mean logit change and flip fraction over the edited images ``mask``, and the balanced
+    accuracy gain of the population ``pop`` (rows outside ``mask`` have a zero delta), point
+    estimate and bootstrap."""
     n = int(mask_N.sum())
     if n == 0:
         nan = float("nan")
@@ -129,9 +133,11 @@ def _change(
     flips_NP = after_NP != before_NP
     right_NP = (after_NP == y_N[:, None]).float() - (before_NP == y_N[:, None]).float()
     m = mask_N.float()
+    right_NP = right_NP * m[:, None]  # only the edited images can change
     logit = float((d_NP[:, 0] * m).sum() / n)
     flip = float((flips_NP[:, 0].float() * m).sum() / n)
-    gain = float(_balanced(m[None], right_NP[:, 0][None], y_N)[0])
+    pop = pop_N.float()
+    gain = float(_balanced(pop[None], right_NP[:, 0][None], y_N)[0])
     if n < min_n:
         return Change(n, logit, (-np.inf, np.inf), flip, (0.0, 1.0), gain, (-1.0, 1.0), True)
     cols = slice(1, None) if refit else slice(0, 1)
@@ -143,7 +149,7 @@ def _change(
     den_B = w_BN.sum(1).clamp_min(1e-12)
     logit_B = (w_BN * d_BN).sum(1) / den_B
     flip_B = (w_BN * f_BN).sum(1) / den_B
-    gain_B = _balanced(w_BN, r_BN, y_N)
+    gain_B = _balanced(counts_BN * pop, r_BN, y_N)
     return Change(
         n,
         logit,
@@ -237,9 +243,10 @@ def concept_effects(
         changes = {}
         for kind, rows, values in (("off", fire_N, None), ("on", ~fire_N, mean_K)):
             d_NP = edit_delta(sae, codes_NL, ids, values, rows=rows) @ weights_DP
-            total = _change(d_NP, base_NP, y_N, rows, counts_BN, refit, min_group, level)
+            everyone = torch.ones_like(rows)
+            total = _change(d_NP, base_NP, y_N, rows, everyone, counts_BN, refit, min_group, level)
             by_group = {
-                g: _change(d_NP, base_NP, y_N, rows & m, counts_BN, refit, min_group, level)
+                g: _change(d_NP, base_NP, y_N, rows & m, m, counts_BN, refit, min_group, level)
                 for g, m in group_masks.items()
             }
             changes[kind] = (total, by_group)

@@ -52,18 +52,43 @@ def markdown(result, top: int = 15) -> str:
         "",
         "![effects](effects.png)",
         "",
-        "| rank | concept | latents | fires on | off: logit change | interval | flips | "
-        "on: logit change | interval | flips | flagged |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Ranked by the gain: the change of the balanced accuracy of all analysed images when "
+        "the concept is switched off where it fires (positive: the probe leaned on it where "
+        "the labels say it should not).",
+        "",
+        "| rank | concept | latents | fires on | gain | interval | off: logit change | "
+        "interval | flips | on: logit change | interval | flips | flagged |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for i, e in enumerate(r.effects[:top], 1):
         name = e.name + (" (target)" if e.is_target else "")
         lines.append(
             f"| {i} | {name} | {', '.join(map(str, e.latents))} | {e.fire_rate:.3f} | "
-            f"{e.off.logit:.3f} | {_ci(e.off.logit_ci)} | {e.off.flip:.3f} | "
+            f"{e.off.gain:+.4f} | {_ci(e.off.gain_ci)} | {e.off.logit:.3f} | "
+            f"{_ci(e.off.logit_ci)} | {e.off.flip:.3f} | "
             f"{e.on.logit:.3f} | {_ci(e.on.logit_ci)} | {e.on.flip:.3f} | "
             f"{'yes' if e.flagged else ''} |"
         )
+    shown = [e for e in r.effects if not e.is_target][:3]
+    if shown:
+        lines += [
+            "",
+            "Per group, switching off (mean logit change / fraction of predictions that flip "
+            "on the group's images where the concept fires / the group's accuracy gain):",
+            "",
+            "| group | " + " | ".join(e.name for e in shown) + " |",
+            "| --- |" + " --- |" * len(shown),
+        ]
+        for g in sorted(r.before.by_group):
+            cells = []
+            for e in shown:
+                c = e.off_by_group.get(g)
+                if c is None or c.n == 0:
+                    cells.append("-")
+                else:
+                    few = " (few)" if c.few else ""
+                    cells.append(f"{c.logit:+.2f} / {c.flip:.2f} / {c.gain:+.2f}, n={c.n}{few}")
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Accuracy per group, before and after removing " + (", ".join(r.removed) or "nothing"),

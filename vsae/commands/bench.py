@@ -21,6 +21,7 @@ BENCHMARKS = {
     "pipeline": "extraction overhead, shard reader throughput and bytes on disk",
     "concepts": "concept naming precision, concept search and index scale (issue 16)",
     "unlearning": "concept unlearning (SAeUron) on the tiny world: UA / IRA / CRA, baseline, cost",
+    "bias": "bias analysis on a biased tiny world: ranking, switch-off, debiasing (issue 19)",
 }
 
 
