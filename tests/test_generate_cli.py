@@ -235,3 +235,19 @@ def test_unlearn_eval_reports_ua_ira_cra_and_refuses_bad_recipes(cli, block_sae_
     (tmp_path / "r" / "recipe.json").write_text(json.dumps(meta))
     other = cli("unlearn", "eval", str(tmp_path / "r"), "--out", str(tmp_path / "y"))
     assert other.returncode == 2 and "refit it" in other.stderr
+
+
+def test_unlearn_fit_on_the_selection_split_records_it(cli, block_sae_dir, tmp_path):
+    fit = cli(
+        "unlearn", "fit", "--sae", str(block_sae_dir), "--concept", "star", "--selection-split",
+        "--num-steps", "2", "--seeds", "3", "--out", str(tmp_path / "r"), "--json",
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads(fit.stdout)["n_prompts"] == 24
+    meta = json.loads((tmp_path / "r" / "recipe.json").read_text())
+    assert meta["selection_split"]["seeds"] == [3] and len(meta["selection_split"]["prompts"]) == 24
+    assert "a red circle" in meta["selection_split"]["prompts"]  # pair (0, 0)
+    assert "a red square" not in meta["selection_split"]["prompts"]  # pair (0, 1): evaluation
+    bad = cli("unlearn", "fit", "--sae", str(block_sae_dir), "--concept", "star",
+              "--selection-split", "--prompts", "x.txt", "--out", str(tmp_path / "s"))  # fmt: skip
+    assert bad.returncode == 2 and "--selection-split is for" in bad.stderr

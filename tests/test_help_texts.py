@@ -19,7 +19,16 @@ def subparser(*path: str) -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize(
     "path",
-    [("extract",), ("train",), ("eval",), ("shards", "merge"), ("world", "render")],
+    [
+        ("extract",),
+        ("train",),
+        ("eval",),
+        ("shards", "merge"),
+        ("world", "render"),
+        ("unlearn", "fit"),
+        ("unlearn", "eval"),
+        ("bench", "unlearning"),
+    ],
     ids=lambda p: " ".join(p),
 )
 def test_every_option_has_help(path):

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -41,17 +42,17 @@ FULL = {
     "expansion": 8,
     "k": 8,
     "blocks": ["up_blocks.1.attentions.0", "up_blocks.1.attentions.1"],
-    "percentiles": [95.0, 99.0, 99.8],
-    "gammas": [-5.0, -20.0],
+    "percentiles": [95.0, 98.5],
+    "gammas": [-3.0, -10.0],
     "fit_seeds": [0, 1],
     "select_seeds": [101],
-    "select_others": 10,
-    "eval_seeds": [7, 8, 9],
-    "robust_seeds": [7, 8],
-    "robust_per_family": 3,
+    "select_others": 6,
+    "eval_seeds": [7, 8],
+    "robust_seeds": [7],
+    "robust_per_family": 2,
     "chunk": 48,
     "multi": {"colours": ["red", "green", "blue"], "shapes": ["circle", "square", "star"]},
-    "timing_repeats": 3,
+    "timing_repeats": 2,
 }
 QUICK = {
     **FULL,
@@ -84,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="runs/bench-unlearning",
         help="where the shards and SAEs are written (default: %(default)s; shards reused)",
     )
+    parser.add_argument(
+        "--reuse-sae",
+        action="store_true",
+        help="reuse a block SAE the workdir already holds when it was trained with the same "
+        "settings (recorded in train-settings.json) instead of retraining it",
+    )
 
 
 def _mean(xs) -> float | None:
@@ -111,6 +118,7 @@ class Bench:
         self.means: dict = {}
         self.training: dict = {}
         self.bar = tqdm(desc="unlearning images", unit="img", leave=False)
+        self.reuse = False
 
     def rows(self, rows, recipes, seed, bsae=None):
         """Judge ``rows`` generated at ``seed`` (chunked, per-row edits)."""
@@ -134,17 +142,29 @@ def _train(b: Bench) -> None:
     from vsae.bench.interventions import train_block_sae
     from vsae.interventions import load_block_sae
 
+    keys = ("colours", "shapes", "extract_repeats", "steps", "train_steps", "batch_size", "k")
     for block in b.cfg["blocks"]:
         work = b.work / block.replace(".", "-")
         work.mkdir(parents=True, exist_ok=True)
+        stamp = work / "train-settings.json"
+        now = json.dumps({**{k: b.cfg[k] for k in keys + ("expansion",)}, "block": block})
         t0 = time.perf_counter()
-        sae_dir, info = train_block_sae({**b.cfg, "block": block}, work)
+        sae_dir = work / "sae"
+        reuse = b.reuse and stamp.is_file() and stamp.read_text() == now
+        if reuse and (sae_dir / "metrics.json").is_file():
+            metrics = json.loads((sae_dir / "metrics.json").read_text())
+            info = {"extract": None, "train": None, "metrics": metrics}
+        else:
+            reuse = False
+            sae_dir, info = train_block_sae({**b.cfg, "block": block}, work)
+            stamp.write_text(now)
         b.sae_dirs[block] = sae_dir
         b.bsaes[block] = load_block_sae(sae_dir, block)
         b.training[block] = {
             "extract": info["extract"],
             "train": info["train"],
             "fvu": info["metrics"].get("fvu"),
+            "reused": reuse,
             "seconds": time.perf_counter() - t0,
         }
 
@@ -197,25 +217,28 @@ def _evaluate(b: Bench, recipes: dict, prompts: dict, seeds, negatives: dict | N
     edited, neg, bare = {n: [] for n in recipes}, {n: [] for n in recipes}, {n: [] for n in recipes}
     for block, names in by_block.items():
         rec_list = [recipes[n][1] for n in names]
-        rows_e, rows_n, rows_b, spans = [], [], [], {}
+        rows_e, rows_n, rows_b, spans, nspans = [], [], [], {}, {}
         for k, n in enumerate(names):
             ps = prompts[n]
             spans[n] = (len(rows_e), len(rows_e) + len(ps))
             rows_e += [Row(p, k) for p in ps]
-            neg_text = (negatives or {}).get(n)
-            rows_n += [Row(p, None, neg_text) for p in ps]
             rows_b += [Row(p) for p in ps]
+            neg_text = (negatives or {}).get(n)
+            if neg_text is not None:
+                nspans[n] = (len(rows_n), len(rows_n) + len(ps))
+                rows_n += [Row(p, None, neg_text) for p in ps]
         for seed in seeds:
             je = b.rows(rows_e, rec_list, seed, b.bsaes[block])
             jb = b.rows(rows_b, rec_list, seed)
-            jn = b.rows(rows_n, rec_list, seed) if negatives else None
+            jn = b.rows(rows_n, rec_list, seed) if rows_n else None
             for n in names:
                 lo, hi = spans[n]
                 idx = list(range(lo, hi))
                 edited[n].append(_sub(je, idx))
                 bare[n].append(_sub(jb, idx))
-                if jn is not None:
-                    neg[n].append(_sub(jn, idx))
+                if n in nspans:
+                    lo, hi = nspans[n]
+                    neg[n].append(_sub(jn, list(range(lo, hi))))
     for n, (concepts, _, _) in recipes.items():
         e, bb = concat(edited[n]), concat(bare[n])
         res = {"sae": recipe_metrics(concepts, e, bb), "judged": {"edited": e, "bare": bb}}
@@ -407,21 +430,22 @@ def _sequential(b: Bench, chosen, sel_prompts, ev_prompts) -> dict:
         )
         named = {f"{kind}-{i + 1}": (concepts[: i + 1], r, block) for i, r in enumerate(recs)}
         prompts = {n: list(ev_prompts) for n in named}
-        negs = {n: negative_prompt(cs) for n, (cs, _, _) in named.items()}
+        last = list(named)[-1]  # the baseline for the all-at-once step only
+        negs = {last: negative_prompt(named[last][0])}
         res = _evaluate(b, named, prompts, cfg["eval_seeds"], negs)
         steps = []
         for n, (cs, r, _) in named.items():
-            m, ng = res[n]["sae"], res[n]["negative"]
-            steps.append(
-                {
-                    "removed": cs,
-                    "selected_pairs": int(r.selected_TN.sum()),
-                    "ua": m["ua"],
-                    "ira": m["ira"],
-                    "cra": m["cra"],
-                    "negative_prompt": {"ua": ng["ua"], "ira": ng["ira"], "cra": ng["cra"]},
-                }
-            )
+            m, ng = res[n]["sae"], res[n].get("negative")
+            step = {
+                "removed": cs,
+                "selected_pairs": int(r.selected_TN.sum()),
+                "ua": m["ua"],
+                "ira": m["ira"],
+                "cra": m["cra"],
+            }
+            if ng is not None:
+                step["negative_prompt"] = {"ua": ng["ua"], "ira": ng["ira"], "cra": ng["cra"]}
+            steps.append(step)
         out[kind] = {"block": block, **{k: ch[k] for k in ("percentile", "gamma")}}
         out[kind]["steps"] = steps
     return out
@@ -518,6 +542,7 @@ def run(args: argparse.Namespace) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     b = Bench(cfg, work)
+    b.reuse = bool(getattr(args, "reuse_sae", False))
     _train(b)
     sel_prompts, ev_prompts = split_pairs(cfg["colours"], cfg["shapes"])
     by_kind = {"colour": list(cfg["colours"]), "shape": list(cfg["shapes"])}

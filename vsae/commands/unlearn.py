@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--prompts", default=None, help="statistics prompts file (default on world: all pairs)"
     )
     fit.add_argument(
+        "--selection-split",
+        action="store_true",
+        help="tiny world: fit on the selection half of the 'a {colour} {shape}' pairs only "
+        "(every colour and shape is in both halves), so `vsae unlearn eval` measures the "
+        "recipe on the other half",
+    )
+    fit.add_argument(
         "--percentile",
         type=float,
         default=99.0,
@@ -128,15 +135,20 @@ def run_fit(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise InterventionError(f"--seeds {args.seeds!r}: expected integers like 0,1") from None
+    if args.selection_split and (args.prompts or args.pipeline != "world"):
+        raise InterventionError("--selection-split is for the tiny world's default prompts")
     if args.prompts:
         path = Path(args.prompts)
         if not path.is_file():
             raise InterventionError(f"{path}: no such prompts file")
         prompts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     elif args.pipeline == "world":
+        from vsae.interventions.unlearn_eval import split_pairs
         from vsae.world import COLOURS, SHAPES
 
         prompts = concept_prompts(args.concept, {"colour": COLOURS, "shape": SHAPES})
+        if args.selection_split:
+            prompts = split_pairs(COLOURS, SHAPES)[0]
     else:
         raise InterventionError("--prompts FILE is needed outside the tiny world")
     gen, refs, bsaes = _load(args)

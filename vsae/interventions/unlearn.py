@@ -371,6 +371,8 @@ def fit_from_means(
         "prompts": prompts,
         "per_concept": per_concept,
     }
+    # the prompts and seeds the recipe was fitted (and may be tuned) on: evaluate elsewhere
+    meta["selection_split"] = {"prompts": prompts, "seeds": list(meta.get("seeds", []))}
     return Recipe(selected, mult.float(), mu_all_TN.float(), meta)
 
 
