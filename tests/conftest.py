@@ -65,3 +65,13 @@ def demo_block_sae(tmp_path_factory):
 
     keep = os.environ.get("VSAE_TEST_CACHE")
     return world_block_sae(Path(keep) / "block" if keep else tmp_path_factory.mktemp("block"))
+
+
+@pytest.fixture(scope="session")
+def demo_bias_set(tmp_path_factory):
+    """A bias set folder for the demo's Bias tab: the first-start biased tiny-world recipe with
+    smaller splits (``tests/demo_world.py``)."""
+    from tests.demo_world import world_bias_set
+
+    keep = os.environ.get("VSAE_TEST_CACHE")
+    return world_bias_set(Path(keep) / "bias" if keep else tmp_path_factory.mktemp("bias"))

@@ -69,3 +69,14 @@ def world_block_sae(out: Path) -> str:
     from vsae.commands.demo_diffusion import prepare_world_diffusion
 
     return prepare_world_diffusion(out, progress=False, recipe=SMALL_DIFFUSION)
+
+
+SMALL_BIAS = {"n_train": 1200, "n_test": 2400}  # groups of >= 30 test images at every colour
+
+
+def world_bias_set(out: Path, recipe: dict | None = None) -> Path:
+    """The demo's biased tiny-world set, built by its own first-start recipe with smaller splits;
+    returns the bias set folder."""
+    from vsae.commands.demo_bias import prepare_world_bias
+
+    return prepare_world_bias(out, progress=False, recipe=recipe or SMALL_BIAS)

@@ -147,3 +147,49 @@ def test_an_index_of_other_images_is_refused_at_start(demo_world_sae):
     sources = DemoSources(clip_sae=sae_dir, model=None, images=GALLERY, n_images=100, index=index)
     with pytest.raises(ValueError, match="holds 200 images that are not in the Explore gallery"):
         build_app(DemoConfig(), sources, cache)
+
+
+def test_bias_set_round_trip_and_bad_folders(tmp_path):
+    import json
+
+    import torch
+
+    from vsae.analysis.bias_set import BiasSet, BiasSetError
+
+    labels = [{"shape": s, "colour": c} for s, c in (("circle", "red"), ("square", "blue"))] * 3
+    x_ND = torch.arange(6 * 4, dtype=torch.float32).reshape(6, 4)
+    data = BiasSet(x_ND, labels, x_ND[:4] + 0.5, labels[:4], meta={"target": "shape=circle"})
+    back = BiasSet.load(data.save(tmp_path / "set"))
+    assert torch.equal(back.train_x_ND, x_ND) and torch.equal(back.test_x_MD, x_ND[:4] + 0.5)
+    assert back.test_labels == labels[:4] and back.meta == {"target": "shape=circle"}
+    assert back.attributes() == {"shape": ["circle", "square"], "colour": ["blue", "red"]}
+    with pytest.raises(BiasSetError, match="5 label records for embeddings of shape \\(6, 4\\)"):
+        BiasSet(x_ND, labels[:5], x_ND, labels)
+    emb = tmp_path / "set" / "embeddings.safetensors"
+    emb.write_bytes(emb.read_bytes()[:100])
+    with pytest.raises(BiasSetError, match="cannot read it"):
+        BiasSet.load(tmp_path / "set")
+    data.save(tmp_path / "set")
+    info = json.loads((tmp_path / "set" / "bias_set.json").read_text())
+    (tmp_path / "set" / "bias_set.json").write_text(json.dumps({**info, "n_test": 9}))
+    with pytest.raises(BiasSetError, match="4 test records, bias_set.json says n_test=9"):
+        BiasSet.load(tmp_path / "set")
+    with pytest.raises(ValueError, match="bias_set: .* is not a folder"):
+        DemoSources(bias_set=tmp_path / "missing")
+
+
+def test_a_bias_set_of_another_width_is_refused_at_start(demo_world_sae, tmp_path):
+    import torch
+
+    from apps.demo import build_app
+    from tests.demo_world import GALLERY, GALLERY_N
+    from vsae.analysis.bias_set import BiasSet
+
+    labels = [{"shape": "circle"}, {"shape": "square"}]
+    BiasSet(torch.zeros(2, 7), labels, torch.zeros(2, 7), labels).save(tmp_path / "set")
+    sae_dir, cache, _ = demo_world_sae
+    sources = DemoSources(
+        clip_sae=sae_dir, model=None, images=GALLERY, n_images=GALLERY_N, bias_set=tmp_path / "set"
+    )
+    with pytest.raises(ValueError, match="embeddings of width 7, but the image SAE .* d_in=128"):
+        build_app(DemoConfig(), sources, cache)

@@ -1,8 +1,8 @@
 """8 concurrent sessions through ``gradio_client``: each gets its own, uncorrupted results.
 
-Five sessions use the Explore tab (latent cards and image uploads, mixed), one the Search tab,
-two the Generate tab (different seeds and latents), all at the same time on the real app's
-queue. Each answer is
+Four sessions use the Explore tab (latent cards and image uploads, mixed), one the Search tab,
+one the Bias tab, two the Generate tab (different seeds and latents), all at the same time on
+the real app's queue. Each answer is
 compared with what the library computes for that request alone (names, activations, and the
 images pixel for pixel).
 """
@@ -19,7 +19,8 @@ from tests.browser import serve
 from tests.demo_world import GALLERY, GALLERY_N
 
 N_SESSIONS = 8
-N_EXPLORE = 5  # session 5 searches, sessions 6 and 7 generate
+N_EXPLORE = 4  # session 4 analyses bias, 5 searches, sessions 6 and 7 generate
+BIAS = 4
 SEARCH = 5
 
 
@@ -70,7 +71,31 @@ def _generated_expected(demo_block_sae, requests) -> dict:
     return out
 
 
-def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_block_sae, tmp_path):
+def _bias_expected(sae_dir, bias_set, target: str, group: str) -> str:
+    """The accuracy table the Bias tab shows for this request, from the library's analysis."""
+    import vsae
+    from apps.demo.bias import N_BOOT, accuracy_table
+    from vsae.analysis import BiasConfig, analyse_bias, load_concepts
+    from vsae.analysis.bias_set import BiasSet
+
+    data = BiasSet.load(bias_set)
+    res = analyse_bias(
+        vsae.load(sae_dir),
+        data.test_x_MD,
+        data.test_labels,
+        target,
+        group=group,
+        concepts=load_concepts(sae_dir),
+        train_x=data.train_x_ND,
+        train_labels=data.train_labels,
+        cfg=BiasConfig(n_boot=N_BOOT),
+    )
+    return accuracy_table(res)
+
+
+def test_eight_concurrent_sessions_get_their_own_results(
+    demo_world_sae, demo_block_sae, demo_bias_set, tmp_path
+):
     from gradio_client import Client, handle_file
 
     from apps.demo import DemoSources
@@ -85,6 +110,7 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
         n_images=GALLERY_N,
         diffusion_sae=demo_block_sae,
         index=index,
+        bias_set=demo_bias_set,
     )
     from vsae.analysis import Query, Searcher
 
@@ -92,6 +118,8 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
     hits = Searcher(index, sae_dir=sae_dir).run(Query(text="a blue star", where_not=("red",), k=8))
     want_search = [f"{h.rank}. {h.score:.3f}" for h in hits]
     explorer = load_explorer(sources, cache)
+    bias_args = ("colour=red", "shape")  # not the preloaded analysis: computed in the session
+    want_bias = _bias_expected(sae_dir, demo_bias_set, *bias_args)
     gen_requests = {6: ("a blue star", 1, 3, 25.0), 7: ("a green square", 2, 11, -20.0)}
     want_gen = _generated_expected(demo_block_sae, gen_requests)
     images_NHW3, _ = world.render(N_SESSIONS, 31)
@@ -112,6 +140,11 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
             client = Client(url, verbose=False)
             barrier.wait(timeout=120)  # all sessions connected: now they run together
             got = []
+            if s == BIAS:
+                for _ in range(2):
+                    got.append(("bias", client.predict(*bias_args, api_name="/bias")))
+                results[s] = got
+                return
             if s == SEARCH:
                 for _ in range(3):
                     got.append(("search", client.predict(*search_args, api_name="/search")))
@@ -147,6 +180,14 @@ def test_eight_concurrent_sessions_get_their_own_results(demo_world_sae, demo_bl
     assert not errors, errors
     assert sorted(results) == list(range(N_SESSIONS))
     for s, got in results.items():
+        if s == BIAS:
+            assert len(got) == 2
+            for _what, (_msg, summary, effects, table, accuracy) in got:
+                assert table == want_bias
+                assert summary.startswith("Probe for **colour=red**"), summary[:60]
+                assert effects["plot"].startswith("data:image/png;base64,")
+                assert accuracy["plot"].startswith("data:image/png;base64,")
+            continue
         if s == SEARCH:
             assert len(got) == 3
             for _what, (_msg, found, *_slots) in got:

@@ -40,6 +40,7 @@ MODULES = (
     "vsae.analysis.bias_plots",
     "vsae.analysis.bias_probe",
     "vsae.analysis.bias_report",
+    "vsae.analysis.bias_set",
     "vsae.analysis.concepts",
     "vsae.analysis.explore",
     "vsae.analysis.heatmap",

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import about, explore, generate, search
+from . import about, bias, explore, generate, search
 from .background import Background
 from .config import DemoConfig
 from .messages import CSS as MESSAGE_CSS
-from .models import load_diffusion, load_explorer, load_searcher
+from .models import load_bias_set, load_diffusion, load_explorer, load_searcher
 from .sources import DemoSources
 
 # small renders are shown enlarged (class vsae-pixels): keep their pixels sharp
@@ -33,24 +33,35 @@ def build_app(cfg: DemoConfig, sources: DemoSources, cache: Path | None = None) 
     -------
     gr.Blocks
         The app; call :func:`launch` to serve it. What it loads in the background once
-        served (the diffusion pipeline) is in :func:`background_loads`.
+        served (the diffusion pipeline, the Bias tab's first analysis): see
+        :func:`background_loads`.
     """
     explorer = load_explorer(sources, cache)
     searcher = load_searcher(sources) if explorer is not None else None
+    bias_set = load_bias_set(sources, explorer)
     diffusion = load_diffusion(sources)
-    loaded = (("Explore", explorer), ("Search", searcher), ("Generate", diffusion))
+    loaded = (
+        ("Explore", explorer),
+        ("Search", searcher),
+        ("Bias", bias_set),
+        ("Generate", diffusion),
+    )
     tabs = [name for name, m in loaded if m is not None]
+    behind: list[Background] = []  # loaded once the page is served (launch starts them)
     with gr.Blocks(title="vsae demo", analytics_enabled=False) as app:
         about.build(cfg, sources, tabs)
         if explorer is not None:
             explore.build(cfg, explorer)
         if searcher is not None:
             search.build(cfg, searcher, explorer)
+        if bias_set is not None:
+            behind.append(bias.build(cfg, bias_set, explorer.coder.sae, explorer.concepts))
         if diffusion is not None:
             generate.build(diffusion)
+            behind.insert(0, diffusion.gen)
     # Callbacks name their model in concurrency_id; this is the limit for any that don't.
     app.queue(default_concurrency_limit=cfg.concurrency_per_model, max_size=64)
-    app.vsae_background = (diffusion.gen,) if diffusion is not None else ()
+    app.vsae_background = tuple(behind)
     return app
 
 

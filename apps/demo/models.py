@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsae.analysis import Explorer, ImageCoder, Searcher, load_or_build_gallery
+from vsae.analysis.bias_set import BiasSet, BiasSetError
 from vsae.interventions import (
     BlockSAE,
     Generator,
@@ -162,3 +163,43 @@ def load_searcher(sources: DemoSources) -> Searcher | None:
     if sources.index is None or sources.clip_sae is None:
         return None
     return Searcher(sources.index, sae_dir=sources.clip_sae)
+
+
+def load_bias_set(sources: DemoSources, explorer: Explorer | None) -> BiasSet | None:
+    """The Bias tab's data; None without ``--bias-set`` or an image SAE.
+
+    Parameters
+    ----------
+    sources
+        ``bias_set`` (a folder, :mod:`vsae.analysis.bias_set`) and ``clip_sae``.
+    explorer
+        The image SAE and its concepts (the embeddings must be its input).
+
+    Returns
+    -------
+    BiasSet or None
+
+    Raises
+    ------
+    ValueError
+        An unreadable bias set, one whose width is not the SAE's input, or an SAE without
+        named concepts.
+    """
+    if sources.bias_set is None or explorer is None:
+        return None
+    try:
+        data = BiasSet.load(sources.bias_set)
+    except BiasSetError as e:
+        raise ValueError(str(e)) from None
+    d_in = int(explorer.coder.sae.d_in)
+    if data.d != d_in:
+        raise ValueError(
+            f"bias set {sources.bias_set}: embeddings of width {data.d}, but the image SAE "
+            f"{sources.clip_sae} takes d_in={d_in} (embed the images with its model)"
+        )
+    if explorer.concepts is None or not any(c.valid for c in explorer.concepts.concepts):
+        raise ValueError(
+            f"the Bias tab needs named concepts: {sources.clip_sae} has no concepts.json with "
+            "valid names (vsae concepts name)"
+        )
+    return data

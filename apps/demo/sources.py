@@ -26,6 +26,9 @@ class DemoSources:
         ``None``: the one recorded in the image SAE's ``cfg.json`` provenance.
     recipes
         Unlearning recipe folders for the diffusion SAE (toggles on the Generate tab).
+    bias_set
+        A bias set folder (:mod:`vsae.analysis.bias_set`: embeddings of the image SAE's input
+        with attributes, a training and a test split) for the Bias tab, or ``None``.
     images
         The Explore tab's gallery: ``world:N:SEED`` renders, or a folder of images (or
         WebDataset shards); its first ``n_images`` are encoded at start.
@@ -40,11 +43,12 @@ class DemoSources:
     model: str | None = "world:clip"
     pretrained: str | None = None
     recipes: tuple[str, ...] = ()
+    bias_set: Path | None = None
     images: str | None = "world:1000:77"
     n_images: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("clip_sae", "index"):
+        for name in ("clip_sae", "index", "bias_set"):
             folder = getattr(self, name)
             if folder is not None and not Path(folder).is_dir():
                 raise ValueError(f"{name}: {folder} is not a folder")
@@ -73,6 +77,7 @@ class DemoSources:
             ("image SAE", str(self.clip_sae) if self.clip_sae else "-"),
             ("Explore gallery", f"{self.images} (first {self.n_images})" if self.images else "-"),
             ("index", str(self.index) if self.index else "-"),
+            ("bias set", str(self.bias_set) if self.bias_set else "-"),
             ("diffusion pipeline", self.pipeline),
             ("diffusion SAE", self.diffusion_sae or "-"),
             ("unlearning recipes", ", ".join(self.recipes) or "-"),

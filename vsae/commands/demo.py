@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from vsae.commands.demo_bias import prepare_world_bias
 from vsae.commands.demo_diffusion import prepare_world_diffusion, recipe_dirs
 
 # Bump when the recipe below changes, so stale caches are rebuilt rather than trusted.
@@ -72,6 +73,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="an unlearning recipe fitted on --diffusion-sae (repeatable; a toggle each on the "
         "Generate tab)",
+    )
+    p.add_argument(
+        "--bias-set",
+        default=None,
+        metavar="DIR",
+        help="the Bias tab's data: a bias set folder (embeddings of --clip-sae's input with "
+        "attributes, train and test splits; see docs/demo.md); default: the biased tiny-world "
+        "set, built on first start",
     )
     p.add_argument(
         "--images",
@@ -240,6 +249,7 @@ def _sources(args: argparse.Namespace):
             model=args.model,
             pretrained=args.pretrained,
             recipes=tuple(args.recipe),
+            bias_set=Path(args.bias_set) if args.bias_set else None,
             images=_gallery(args),
             n_images=args.n_images,
         )
@@ -272,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
             args.index = str(prepare_world_index(root, Path(args.clip_sae), WORLD_GALLERY))
             args.diffusion_sae = prepare_world_diffusion(root, progress=not args.no_progress)
             args.recipe = [str(p) for p in recipe_dirs(root)]
+            args.bias_set = str(prepare_world_bias(root, progress=not args.no_progress))
         sources = _sources(args)
         try:
             cfg = DemoConfig(
@@ -294,7 +305,11 @@ def run(args: argparse.Namespace) -> int:
             except LoadError as e:
                 raise DemoError(str(e)) from None
             seconds = round(time.perf_counter() - t0, 1)
-            ready = {"cache": str(cache), "clip_sae": str(sources.clip_sae)}
+            ready = {
+                "cache": str(cache),
+                "clip_sae": str(sources.clip_sae),
+                "bias_set": str(sources.bias_set) if sources.bias_set else None,
+            }
             print(json.dumps({**ready, "diffusion_sae": sources.diffusion_sae, "seconds": seconds}))
             return 0
         print(f"vsae demo: ready in {seconds} s", file=sys.stderr)
