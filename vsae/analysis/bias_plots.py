@@ -15,8 +15,10 @@ def _finite_err(value: float, ci: tuple[float, float], cap: float) -> tuple[floa
 
 
 def effects_figure(result, top: int = 15):
-    """Horizontal bars of the mean logit change of switching each concept off (and on), with
-    bootstrap intervals; spurious concepts in red, the target in grey.
+    """The ranked concept effects with bootstrap intervals: left, the ranking key (the
+    balanced-accuracy gain of switching the concept off); right, the mean logit change of
+    switching it off (where it fires) and on (at its mean value, where it does not).
+    Spurious (flagged) concepts in red, the target in grey.
 
     Parameters
     ----------
@@ -31,14 +33,23 @@ def effects_figure(result, top: int = 15):
     from matplotlib.figure import Figure
 
     effs = result.effects[:top]
-    fig = Figure(figsize=(7.0, 0.38 * max(len(effs), 3) + 1.4))
-    ax = fig.add_subplot(1, 1, 1)
+    fig = Figure(figsize=(10.0, 0.38 * max(len(effs), 3) + 1.6))
+    ax_g, ax_l = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(effs))[::-1]
+    colours = ["0.6" if e.is_target else ("tab:red" if e.flagged else "tab:blue") for e in effs]
+    gains = [e.off.gain for e in effs]
+    g_cap = max([abs(v) for v in gains if np.isfinite(v)] + [0.01])
+    g_err = np.array([_finite_err(e.off.gain, e.off.gain_ci, g_cap) for e in effs]).T
+    ax_g.barh(y, gains, height=0.6, color=colours, xerr=g_err if len(effs) else None, capsize=2)
+    ax_g.set_yticks(y)
+    ax_g.set_yticklabels([e.name + (" (target)" if e.is_target else "") for e in effs])
+    ax_g.axvline(0.0, color="k", lw=0.8)
+    ax_g.set_xlabel("balanced-accuracy gain of switching it off")
+    ax_g.set_title("ranking key (red: spurious, flagged)", fontsize=10)
     vals = [e.off.logit for e in effs]
     cap = max([abs(v) for v in vals if np.isfinite(v)] + [1.0])
     errs = np.array([_finite_err(e.off.logit, e.off.logit_ci, cap) for e in effs]).T
-    colours = ["0.6" if e.is_target else ("tab:red" if e.flagged else "tab:blue") for e in effs]
-    ax.barh(
+    ax_l.barh(
         y + 0.18,
         vals,
         height=0.36,
@@ -49,7 +60,7 @@ def effects_figure(result, top: int = 15):
     )
     on_vals = [e.on.logit for e in effs]
     on_errs = np.array([_finite_err(e.on.logit, e.on.logit_ci, cap) for e in effs]).T
-    ax.barh(
+    ax_l.barh(
         y - 0.18,
         on_vals,
         height=0.36,
@@ -59,12 +70,11 @@ def effects_figure(result, top: int = 15):
         capsize=2,
         label="on (at its mean value)",
     )
-    ax.set_yticks(y)
-    ax.set_yticklabels([e.name + (" (target)" if e.is_target else "") for e in effs])
-    ax.axvline(0.0, color="k", lw=0.8)
-    ax.set_xlabel(f"mean change of the {result.target} logit (95% bootstrap interval)")
-    ax.set_title("Concepts ranked by causal effect (red: spurious, flagged)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax_l.axvline(0.0, color="k", lw=0.8)
+    ax_l.set_xlabel(f"mean change of the {result.target} logit")
+    ax_l.set_title("logit change (95% bootstrap intervals)", fontsize=10)
+    ax_l.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"Concepts ranked by causal effect on the {result.target} probe", fontsize=11)
     fig.tight_layout()
     return fig
 
