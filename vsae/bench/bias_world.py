@@ -315,6 +315,8 @@ def sensitivity(sae, table, clip, plant: Plant, test, grid, n_boot: int) -> list
                 "overall_change": m["debias"]["overall_after"] - m["debias"]["overall_before"],
                 "fp_ratio": m["switch_off"]["ratio"],
                 "planted_rank": m["ranking"]["planted_rank_among_non_target"],
+                "planted_flagged": m["ranking"]["planted_flagged"],
+                "removed": m["debias"]["removed"],
                 "flagged_group_concepts_unbiased": m["no_false_alarm"]["flagged_group_concepts"],
             }
         )
