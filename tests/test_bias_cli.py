@@ -29,7 +29,7 @@ def named_sae(world_sae_dir, tmp_path_factory) -> Path:
     shutil.copytree(world_sae_dir, out)
     write_provenance(out, {"source": "world:clip", "hookpoint": "image", "token_mode": "cls"})
     sae = vsae.load(out)
-    x, scenes = embed_world(1500, 31)
+    x, scenes = embed_world(1000, 31)
     with torch.no_grad():
         codes = sae.encode(x)
     records = []
@@ -51,11 +51,11 @@ def named_sae(world_sae_dir, tmp_path_factory) -> Path:
 
 def test_bias_command_on_world_renders(named_sae, tmp_path, capsys):
     out = tmp_path / "bias"
-    args = ["bias", "--sae", str(named_sae), "--data", "world:1200:5", "--target"]
+    args = ["bias", "--sae", str(named_sae), "--data", "world:800:5", "--target"]
     args += ["shape=circle", "--group", "colour", "--n-boot", "20", "--out", str(out)]
     assert main([*args, "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["n_images"] == 600 and summary["n_train"] == 600  # --data split in halves
+    assert summary["n_images"] == 400 and summary["n_train"] == 400  # --data split in halves
     data = json.loads((out / "bias.json").read_text())
     assert {e["name"] for e in data["effects"]} >= {"circle", "red"}
     assert any(e["is_target"] for e in data["effects"] if e["name"] == "circle")
