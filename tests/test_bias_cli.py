@@ -105,3 +105,26 @@ def test_bench_bias_quick(tmp_path):
             - report["results"]["runs"][run]["debias"]["biased_worst"]
         )
     assert all(set(t) >= {"name", "target", "values", "passed"} for t in report["targets"])
+
+
+def test_activation_shards_read_as_the_images_they_came_from(tmp_path):
+    from vsae.analysis.bias_data import load_embeddings
+    from vsae.analysis.models import ModelSpec
+
+    assert (
+        main(
+            ["extract", "--source", "world:clip", "--data", "world:60:3"]
+            + ["--hookpoints", "image", "--out", str(tmp_path / "acts"), "--quiet"]
+        )
+        == 0
+    )
+    spec = ModelSpec("world:clip", None, "image")
+    x_s, keys_s, labels_s = load_embeddings(tmp_path / "acts", spec)
+    x_i, keys_i, labels_i = load_embeddings("world:60:3", spec)
+    assert keys_s == keys_i and labels_s == labels_i and labels_s[0]["shape"]
+    assert (x_s - x_i).abs().max() < 0.01  # stored as float16
+    # a CSV keyed by the shards' source keys replaces the stored labels
+    rows = ["key,flag"] + [f"{k},{'yes' if i % 3 == 0 else 'no'}" for i, k in enumerate(keys_s)]
+    (tmp_path / "attrs.csv").write_text("\n".join(rows) + "\n")
+    _, _, labels_c = load_embeddings(tmp_path / "acts", spec, tmp_path / "attrs.csv")
+    assert [lab["flag"] for lab in labels_c[:4]] == ["yes", "no", "no", "yes"]
