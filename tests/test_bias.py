@@ -154,9 +154,24 @@ def test_probe_of_another_width_is_refused(sae, test_set, tmp_path):
 def test_probe_file_without_weight_is_refused(tmp_path):
     from safetensors.torch import save_file
 
+    save_file({"weight": torch.ones(1, 5), "bias": torch.tensor([0.5])}, str(tmp_path / "r.st"))
+    row = load_probe(tmp_path / "r.st")  # a [1, D] row, as torch.nn.Linear(D, 1) saves it
+    assert row.dim == 5 and row.bias == 0.5
+    assert row.logits(torch.ones(2, 5)).tolist() == [5.5, 5.5]
+    save_file({"weight": torch.ones(2, 5)}, str(tmp_path / "two.st"))
+    with pytest.raises(BiasError, match=r"shape \(2, 5\); expected \[D\] or \[1, D\]"):
+        load_probe(tmp_path / "two.st")
+
     save_file({"w": torch.ones(5)}, str(tmp_path / "p.safetensors"))
     with pytest.raises(BiasError, match="expected a 'weight' tensor"):
         load_probe(tmp_path / "p.safetensors")
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(BiasError, match="n_boot must be >= 10, got 3"):
+        BiasConfig(n_boot=3)
+    with pytest.raises(BiasError, match="l2 must be >= 0"):
+        ProbeConfig(l2=-1.0)
 
 
 def test_target_value_that_never_occurs(sae, test_set):
