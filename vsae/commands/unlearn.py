@@ -24,7 +24,9 @@ latents.safetensors (selected latents, multipliers and thresholds per step).
 Example: vsae unlearn fit --sae runs/blk@up_blocks.1.attentions.0 --concept red \\
     --percentile 99 --gamma -2 --out recipes/no-red
          vsae generate --sae runs/blk --unlearn recipes/no-red --prompt "a red circle" \\
-    --out out/no-red"""
+    --out out/no-red
+With --selection-split (tiny world) the recipe is fitted on half of the pairs, and
+`vsae unlearn eval recipes/no-red --out DIR` measures it on the other half."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
