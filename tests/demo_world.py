@@ -71,7 +71,7 @@ def world_block_sae(out: Path) -> str:
     return prepare_world_diffusion(out, progress=False, recipe=SMALL_DIFFUSION)
 
 
-SMALL_BIAS = {"n_train": 1200, "n_test": 2400}  # groups of >= 30 test images at every colour
+SMALL_BIAS = {"n_test": 2400}  # groups of >= 30 test images at every colour
 
 
 def world_bias_set(out: Path, recipe: dict | None = None) -> Path:

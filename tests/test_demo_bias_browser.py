@@ -14,7 +14,7 @@ from PIL import Image
 from tests.browser import CHROMIUM, browser_page, message, screenshot, serve
 from tests.demo_world import GALLERY, GALLERY_N
 
-TARGET, GROUP = "shape=square", "colour"  # the set's suggested analysis (its bias_set.json)
+TARGET, GROUP = "shape=circle", "colour"  # the set's suggested analysis (its bias_set.json)
 
 
 def _sources(demo_world_sae, bias_set):
@@ -44,8 +44,8 @@ def page():
 def expected(demo_world_sae, demo_bias_set):
     """The library's analysis of the same request, computed here."""
     import vsae
-    from apps.demo.bias import N_BOOT
-    from vsae.analysis import BiasConfig, analyse_bias, load_concepts
+    from apps.demo.bias import analysis_config
+    from vsae.analysis import analyse_bias, load_concepts
     from vsae.analysis.bias_set import BiasSet
 
     sae_dir = demo_world_sae[0]
@@ -59,7 +59,7 @@ def expected(demo_world_sae, demo_bias_set):
         concepts=load_concepts(sae_dir),
         train_x=data.train_x_ND,
         train_labels=data.train_labels,
-        cfg=BiasConfig(n_boot=N_BOOT),
+        cfg=analysis_config(data),
     )
 
 
@@ -129,5 +129,5 @@ def test_bias_note_for_groups_with_too_few_images(demo_world_sae, tmp_path, page
         _bias_tab(page, url)
         page.locator("#bias-go").click()
         text = message(page, "bias-msg", "fewer than 30")
-        assert "Note:" in text and "|square' has" in text
+        assert "Note:" in text and "|circle' has" in text
         page.locator("#bias-accuracy table tbody tr").first.wait_for()  # results still shown

@@ -74,8 +74,8 @@ def _generated_expected(demo_block_sae, requests) -> dict:
 def _bias_expected(sae_dir, bias_set, target: str, group: str) -> str:
     """The accuracy table the Bias tab shows for this request, from the library's analysis."""
     import vsae
-    from apps.demo.bias import N_BOOT, accuracy_table
-    from vsae.analysis import BiasConfig, analyse_bias, load_concepts
+    from apps.demo.bias import accuracy_table, analysis_config
+    from vsae.analysis import analyse_bias, load_concepts
     from vsae.analysis.bias_set import BiasSet
 
     data = BiasSet.load(bias_set)
@@ -88,7 +88,7 @@ def _bias_expected(sae_dir, bias_set, target: str, group: str) -> str:
         concepts=load_concepts(sae_dir),
         train_x=data.train_x_ND,
         train_labels=data.train_labels,
-        cfg=BiasConfig(n_boot=N_BOOT),
+        cfg=analysis_config(data),
     )
     return accuracy_table(res)
 
@@ -138,7 +138,7 @@ def test_eight_concurrent_sessions_get_their_own_results(
     def session(s: int, url: str) -> None:
         try:
             client = Client(url, verbose=False)
-            barrier.wait(timeout=120)  # all sessions connected: now they run together
+            barrier.wait(timeout=300)  # all sessions connected: now they run together
             got = []
             if s == BIAS:
                 for _ in range(2):
@@ -176,7 +176,7 @@ def test_eight_concurrent_sessions_get_their_own_results(
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=300)
+            t.join(timeout=900)  # a guard against a hung queue, not a timing
     assert not errors, errors
     assert sorted(results) == list(range(N_SESSIONS))
     for s, got in results.items():

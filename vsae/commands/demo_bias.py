@@ -1,11 +1,15 @@
 """The default demo's biased tiny-world set: built once on the tiny CLIP and cached.
 
-On first start, with the library's own functions: render a *training* split in which squares
-are mostly red and red things mostly squares (``colour=red|shape=square:0.95`` and
-``shape=square|colour=red:0.95``, a planted shortcut) and an unbiased *test*
-split of another seed, embed both with the tiny CLIP (``world:clip``, hookpoint ``image``: the
-input of the demo's image SAE) and write them as a bias set folder
+On first start, with the library's own functions: render a *training* split in which red
+things are mostly circles (``shape=circle|colour=red:0.95``, a planted shortcut) and an
+unbiased *test* split of another seed, embed both with the tiny CLIP (``world:clip``,
+hookpoint ``image``: the input of the demo's image SAE) and write them as a bias set folder
 (:mod:`vsae.analysis.bias_set`), which the demo's Bias tab analyses.
+
+The shortcut's direction, the 300 probe images and the probe's L2 of 0.5 are the setting
+``vsae bench bias`` measured the bias to be real at (benchmarks/results/bias-2026-12-02-cpu.md):
+with many images or a weak penalty the probe learns the shapes well enough that the shortcut
+hardly matters, and the tab would show nothing worth seeing.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import time
 from pathlib import Path
 
 BIAS_RECIPE = {
-    "correlations": ["colour=red|shape=square:0.95", "shape=square|colour=red:0.95"],
-    "n_train": 2000,
+    "correlations": ["shape=circle|colour=red:0.95"],
+    "n_train": 300,
     "n_test": 3000,
     "seed_train": 101,
     "seed_test": 102,
-    "target": "shape=square",
+    "target": "shape=circle",
     "group": "colour",
+    "probe": {"l2": 0.5},  # the ProbeConfig the tab trains with
 }
 BATCH = 100
 
@@ -98,6 +103,7 @@ def prepare_world_bias(root: Path, progress: bool = True, recipe: dict | None = 
         "hookpoint": "image",
         "target": r["target"],
         "group": r["group"],
+        "probe": r["probe"],
         "note": f"train: {' and '.join(r['correlations'])} (a planted shortcut); test: "
         "unbiased renders",
     }
