@@ -222,3 +222,30 @@ def test_celeba_and_csv_label_files(tmp_path):
     bad.write_text("2\nA B\n1.jpg 1\n")
     with pytest.raises(BiasError, match="line 3: 1 values for 2 attributes"):
         read_labels(bad)
+
+
+def test_edit_delta_decodes_only_edited_rows_and_projects_per_batch():
+    from vsae.analysis.bias_concepts import edit_delta, encode
+
+    sae = vsae.build(vsae.SAEConfig(arch="topk", d_in=16, n_latents=64, k=8, seed=3))
+    x_ND = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+    codes_NL = encode(sae, x_ND)
+    ids = [int(i) for i in codes_NL.sum(0).topk(3).indices]
+    rows_N = (codes_NL[:, ids] > 0).any(1)
+    assert 0 < int(rows_N.sum()) < 300
+    values_K = torch.tensor([0.5, 1.0, 2.0])
+    # the plain reference: every row decoded in one call, unedited rows given back unchanged
+    z2 = codes_NL.clone()
+    z2[:, ids] = values_K
+    z2[~rows_N] = codes_NL[~rows_N]
+    want_ND = sae.decode(z2) - sae.decode(codes_NL)
+    got_ND = edit_delta(sae, codes_NL, ids, values_K, rows=rows_N, batch=7)
+    torch.testing.assert_close(got_ND, want_ND.detach(), atol=1e-5, rtol=1e-5)
+    assert torch.equal(got_ND[~rows_N], torch.zeros_like(got_ND[~rows_N]))
+    W_DP = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+    got_NP = edit_delta(sae, codes_NL, ids, values_K, rows=rows_N, batch=7, project_DP=W_DP)
+    torch.testing.assert_close(got_NP, want_ND.detach() @ W_DP, atol=1e-4, rtol=1e-4)
+    off_ND = edit_delta(sae, codes_NL, ids)  # switched off on every row
+    z0 = codes_NL.clone()
+    z0[:, ids] = 0.0
+    torch.testing.assert_close(off_ND, (sae.decode(z0) - sae.decode(codes_NL)).detach())

@@ -81,8 +81,13 @@ def edit_delta(
     values_K: torch.Tensor | None = None,
     rows: torch.Tensor | None = None,
     batch: int = 4096,
+    project_DP: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``decode(z_edited) - decode(z)``: what editing a concept adds to each embedding.
+
+    Only the edited rows are decoded, ``batch`` at a time; with ``project_DP`` each batch is
+    projected at once, so an ``[N, D]`` delta is never held (a probe and its bootstrap refits
+    need only ``[N, P]``).
 
     Parameters
     ----------
@@ -96,23 +101,28 @@ def edit_delta(
     rows : Tensor [N] bool, optional
         Edit only these rows (others get a zero delta).
     batch : int
+        Rows decoded per call.
+    project_DP : Tensor [D, P], optional
+        Return ``delta @ project_DP`` instead of the delta.
 
     Returns
     -------
-    Tensor [N, D]
+    Tensor [N, D] (or [N, P] with ``project_DP``)
         Add it to the embedding (the SAE's error term is kept).
     """
     ids = torch.as_tensor(list(latents), dtype=torch.long)
-    out = []
-    for lo in range(0, len(codes_NL), batch):
-        z = codes_NL[lo : lo + batch]
+    n = len(codes_NL)
+    idx_R = torch.arange(n) if rows is None else rows.nonzero().squeeze(1)
+    width = sae.d_in if project_DP is None else project_DP.shape[1]
+    out = torch.zeros(n, width)
+    for lo in range(0, len(idx_R), batch):
+        r = idx_R[lo : lo + batch]
+        z = codes_NL[r]
         z2 = z.clone()
         z2[:, ids] = 0.0 if values_K is None else values_K.to(z2)
-        if rows is not None:
-            keep = ~rows[lo : lo + batch]
-            z2[keep] = z[keep]
-        out.append(sae.decode(z2) - sae.decode(z))
-    return torch.cat(out)
+        d = (sae.decode(z2) - sae.decode(z)).float()
+        out[r] = d if project_DP is None else d @ project_DP.float()
+    return out
 
 
 def remove_concepts(

@@ -242,7 +242,7 @@ def concept_effects(
         mean_K = (sub * (sub > 0)).sum(0) / n_fired
         changes = {}
         for kind, rows, values in (("off", fire_N, None), ("on", ~fire_N, mean_K)):
-            d_NP = edit_delta(sae, codes_NL, ids, values, rows=rows) @ weights_DP
+            d_NP = edit_delta(sae, codes_NL, ids, values, rows=rows, project_DP=weights_DP)
             everyone = torch.ones_like(rows)
             total = _change(d_NP, base_NP, y_N, rows, everyone, counts_BN, refit, min_group, level)
             by_group = {
