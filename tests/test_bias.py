@@ -249,3 +249,14 @@ def test_edit_delta_decodes_only_edited_rows_and_projects_per_batch():
     z0 = codes_NL.clone()
     z0[:, ids] = 0.0
     torch.testing.assert_close(off_ND, (sae.decode(z0) - sae.decode(codes_NL)).detach())
+
+
+def test_bias_set_reads_its_probe_settings_and_refuses_an_unknown_field():
+    from vsae.analysis.bias_set import BiasSet
+
+    x = torch.zeros(4, D)
+    labels = [{"shape": "circle"}, {"shape": "square"}] * 2
+    assert BiasSet(x, labels, x, labels).probe_config() == ProbeConfig()
+    assert BiasSet(x, labels, x, labels, meta={"probe": {"l2": 0.5}}).probe_config().l2 == 0.5
+    with pytest.raises(BiasError, match="unknown ProbeConfig field"):
+        BiasSet(x, labels, x, labels, meta={"probe": {"lambda": 0.5}}).probe_config()

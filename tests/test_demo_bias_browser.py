@@ -11,7 +11,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.browser import CHROMIUM, browser_page, message, screenshot, serve
+from tests.browser import message, screenshot, serve
 from tests.demo_world import GALLERY, GALLERY_N
 
 TARGET, GROUP = "shape=circle", "colour"  # the set's suggested analysis (its bias_set.json)
@@ -33,34 +33,16 @@ def bias_url(demo_world_sae, demo_bias_set):
 
 
 @pytest.fixture(scope="module")
-def page():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
-    with browser_page() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
 def expected(demo_world_sae, demo_bias_set):
     """The library's analysis of the same request, computed here."""
     import vsae
-    from apps.demo.bias import analysis_config
-    from vsae.analysis import analyse_bias, load_concepts
+    from apps.demo.bias import N_BOOT
+    from vsae.analysis import load_concepts
     from vsae.analysis.bias_set import BiasSet
 
     sae_dir = demo_world_sae[0]
     data = BiasSet.load(demo_bias_set)
-    return analyse_bias(
-        vsae.load(sae_dir),
-        data.test_x_MD,
-        data.test_labels,
-        TARGET,
-        group=GROUP,
-        concepts=load_concepts(sae_dir),
-        train_x=data.train_x_ND,
-        train_labels=data.train_labels,
-        cfg=analysis_config(data),
-    )
+    return data.analyse(vsae.load(sae_dir), TARGET, GROUP, load_concepts(sae_dir), n_boot=N_BOOT)
 
 
 def _bias_tab(page, url: str) -> None:

@@ -74,22 +74,12 @@ def _generated_expected(demo_block_sae, requests) -> dict:
 def _bias_expected(sae_dir, bias_set, target: str, group: str) -> str:
     """The accuracy table the Bias tab shows for this request, from the library's analysis."""
     import vsae
-    from apps.demo.bias import accuracy_table, analysis_config
-    from vsae.analysis import analyse_bias, load_concepts
+    from apps.demo.bias import N_BOOT, accuracy_table
+    from vsae.analysis import load_concepts
     from vsae.analysis.bias_set import BiasSet
 
     data = BiasSet.load(bias_set)
-    res = analyse_bias(
-        vsae.load(sae_dir),
-        data.test_x_MD,
-        data.test_labels,
-        target,
-        group=group,
-        concepts=load_concepts(sae_dir),
-        train_x=data.train_x_ND,
-        train_labels=data.train_labels,
-        cfg=analysis_config(data),
-    )
+    res = data.analyse(vsae.load(sae_dir), target, group, load_concepts(sae_dir), n_boot=N_BOOT)
     return accuracy_table(res)
 
 

@@ -14,7 +14,7 @@ import functools
 
 import gradio as gr
 
-from vsae.analysis import BiasConfig, BiasError, ProbeConfig, analyse_bias
+from vsae.analysis import BiasError
 from vsae.analysis.bias_set import BiasSet
 
 from .background import Background, LoadError
@@ -25,25 +25,6 @@ N_BOOT = 50  # bootstrap replicates per analysis: a few seconds on a 2-core CPU
 N_EFFECTS = 12  # concepts shown in the effects plot
 NO_GROUP = "(none: target / not target)"
 CONCURRENCY_ID = "bias"  # CPU-bound (probe refits); the SAE is used read-only
-
-
-def analysis_config(data: BiasSet) -> BiasConfig:
-    """The settings of the tab's analyses: ``N_BOOT`` replicates, the set's probe settings.
-
-    Parameters
-    ----------
-    data : BiasSet
-        Its ``meta["probe"]`` (optional) holds :class:`ProbeConfig` fields.
-
-    Returns
-    -------
-    BiasConfig
-    """
-    try:
-        probe = ProbeConfig(**data.meta.get("probe", {}))
-    except TypeError as e:
-        raise BiasError(f"bias_set.json: 'probe' holds an unknown ProbeConfig field ({e})") from e
-    return BiasConfig(n_boot=N_BOOT, probe=probe)
 
 
 def _cell(acc: dict) -> str:
@@ -127,21 +108,12 @@ def build(cfg: DemoConfig, data: BiasSet, sae, concepts) -> Background:
     targets = [f"{a}={v}" for a, values in attrs.items() for v in values]
     target0 = str(data.meta.get("target") or targets[0])
     group0 = str(data.meta.get("group") or NO_GROUP)
-    settings = analysis_config(data)
+
+    data.probe_config()  # a bad meta["probe"] is refused at start, not at the first click
 
     @functools.lru_cache(maxsize=32)
     def analysed(target: str, group: str | None):
-        return analyse_bias(
-            sae,
-            data.test_x_MD,
-            data.test_labels,
-            target,
-            group=group,
-            concepts=concepts,
-            train_x=data.train_x_ND,
-            train_labels=data.train_labels,
-            cfg=settings,
-        )
+        return data.analyse(sae, target, group, concepts, n_boot=N_BOOT)
 
     default_group = None if group0 == NO_GROUP else group0
     first = Background(

@@ -12,10 +12,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from vsae.analysis.bias_labels import BiasError
+from vsae.analysis.bias_probe import ProbeConfig
+
+if TYPE_CHECKING:
+    from vsae.analysis.bias import BiasResult
 
 FORMAT_VERSION = 1
 META_JSON, EMBEDDINGS, LABELS = "bias_set.json", "embeddings.safetensors", "labels.json"
@@ -87,6 +94,68 @@ class BiasSet:
             for k, v in rec.items():
                 out.setdefault(str(k), set()).add(str(v))
         return {k: sorted(v) for k, v in out.items()}
+
+    def probe_config(self) -> ProbeConfig:
+        """The probe settings the set records (``meta["probe"]``), else the defaults.
+
+        Returns
+        -------
+        ProbeConfig
+
+        Raises
+        ------
+        BiasError
+            A field that ``ProbeConfig`` does not have.
+        """
+        try:
+            return ProbeConfig(**self.meta.get("probe", {}))
+        except TypeError as e:
+            raise BiasError(
+                f"bias_set.json: 'probe' holds an unknown ProbeConfig field ({e})"
+            ) from e
+
+    def analyse(
+        self, sae, target: str, group: str | None, concepts, n_boot: int = 200
+    ) -> BiasResult:
+        """Train the probe on the training split and analyse it on the test split.
+
+        Parameters
+        ----------
+        sae : BaseSAE
+            The SAE on the embeddings.
+        target : str
+            ``attribute=value``.
+        group : str or None
+            The group attribute.
+        concepts : mapping
+            Concept name -> latents (:func:`vsae.analysis.load_concepts`).
+        n_boot : int
+            Bootstrap replicates.
+
+        Returns
+        -------
+        BiasResult
+            With the probe settings of :meth:`probe_config`.
+
+        Raises
+        ------
+        BiasError
+            A bad ``meta["probe"]`` (:meth:`probe_config`), or any error of
+            :func:`vsae.analysis.analyse_bias`.
+        """
+        from vsae.analysis.bias import BiasConfig, analyse_bias
+
+        return analyse_bias(
+            sae,
+            self.test_x_MD,
+            self.test_labels,
+            target,
+            group=group,
+            concepts=concepts,
+            train_x=self.train_x_ND,
+            train_labels=self.train_labels,
+            cfg=BiasConfig(n_boot=n_boot, probe=self.probe_config()),
+        )
 
     def save(self, folder: str | Path) -> Path:
         """Write the folder (created if needed; ``bias_set.json`` last, so a stamp means done).
