@@ -39,6 +39,17 @@ def flat_data():
     return generate(SyntheticConfig(d=32, n_features=128, n_samples=24_000, active=4, offset=2.0))
 
 
+@pytest.fixture(scope="module")
+def page():
+    """A headless Chromium page (Debian's chromium through playwright), one per test module."""
+    from tests.browser import CHROMIUM, browser_page
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
+    with browser_page() as p:
+        yield p
+
+
 @pytest.fixture(scope="session")
 def world_sae_dir(tmp_path_factory):
     """The shared tiny-world SAE of ``tests/world_sae.py`` (trained once per session, ~15 s;

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import CHROMIUM, browser_page, message, screenshot, serve
+from tests.browser import message, screenshot, serve
 from tests.demo_world import GALLERY, GALLERY_N
 
 LIMITS = {"max_pixels": 200_000, "max_file_size": 1_000_000}
@@ -36,14 +36,6 @@ def demo_url(demo_world_sae):
     )
     with serve(LIMITS, sources, cache) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def page():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
-    with browser_page() as p:
-        yield p
 
 
 def _explore(page, url: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import CHROMIUM, browser_page, message, screenshot, serve
+from tests.browser import message, screenshot, serve
 
 PROMPT, SEED, STEPS = "a red circle", 3, 10
 
@@ -25,14 +25,6 @@ def gen_url(demo_block_sae, tmp_path_factory):
     sources = DemoSources(diffusion_sae=demo_block_sae, recipes=recipes)
     with serve({}, sources, tmp_path_factory.mktemp("c")) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def page():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
-    with browser_page() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")
