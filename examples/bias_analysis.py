@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 import vsae
 from vsae import world
 from vsae.analysis import (
@@ -45,7 +43,7 @@ from vsae.analysis import (
     name_sae,
 )
 from vsae.analysis.bias_data import load_embeddings
-from vsae.world.clip import images_to_tensor
+from vsae.world.clip import encode_renders
 from vsae.world.export import export_folder
 
 CORRELATION = "shape=circle|colour=red:0.95"  # P(circle | red) = 0.95 in the training set
@@ -57,10 +55,7 @@ def train_sae(out: Path, n: int = 4000, steps: int = 1000, seed: int = 11) -> Pa
         return out
     model, _, _ = world.load_clip()
     images, _ = world.render(n, seed)
-    with torch.no_grad():
-        acts = torch.cat(
-            [model.encode_image(images_to_tensor(images[i : i + 500])) for i in range(0, n, 500)]
-        )
+    acts = encode_renders(model, images)
     cfg = vsae.SAEConfig(arch="topk", d_in=acts.shape[1], n_latents=256, k=6)
     tcfg = vsae.TrainConfig(batch_size=256, steps=steps, lr=2e-3, progress=False)
     vsae.train(cfg, acts, tcfg, out_dir=out)

@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 import vsae
 from vsae import world
 from vsae.analysis import ModelSpec, Query, Searcher, build_index, contact_sheet, name_sae
-from vsae.world.clip import images_to_tensor
+from vsae.world.clip import encode_renders
 
 
 def train_sae(out: Path, n: int = 4000, steps: int = 1000, seed: int = 11) -> Path:
@@ -38,10 +36,7 @@ def train_sae(out: Path, n: int = 4000, steps: int = 1000, seed: int = 11) -> Pa
         return out
     model, _, _ = world.load_clip()
     images, _ = world.render(n, seed)
-    with torch.no_grad():
-        acts = torch.cat(
-            [model.encode_image(images_to_tensor(images[i : i + 500])) for i in range(0, n, 500)]
-        )
+    acts = encode_renders(model, images)
     cfg = vsae.SAEConfig(arch="topk", d_in=acts.shape[1], n_latents=256, k=6)
     tcfg = vsae.TrainConfig(batch_size=256, steps=steps, lr=2e-3, progress=False)
     vsae.train(cfg, acts, tcfg, out_dir=out)

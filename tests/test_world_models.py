@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from vsae import world
-from vsae.world.clip import images_to_tensor
+from vsae.world.clip import encode_renders, images_to_tensor
 from vsae.world.evaluate import TARGETS, colour_shape_prompts, weights_size_mb
 from vsae.world.tokens import PromptError
 from vsae.world.zeroshot import zero_shot_accuracy
@@ -187,3 +187,18 @@ def test_diffusion_training_resumes_from_a_folder(tmp_path):
     new = load_pipe(tmp_path / "d", model, tok).unet.state_dict()
     shipped = world.load_diffusion().unet.state_dict()
     assert all(torch.allclose(new[k], shipped[k], atol=1e-3) for k in shipped)
+
+
+def test_encode_renders_matches_one_forward_pass_and_normalises_on_request(clip):
+    model = clip[0]
+    images, _ = world.render(7, seed=3)
+    with torch.no_grad():
+        whole_NE = model.encode_image(images_to_tensor(images)).float()
+    raw_NE = encode_renders(model, images, batch=3)  # batches of 3, 3 and 1
+    assert raw_NE.shape == whole_NE.shape and raw_NE.dtype == torch.float32
+    torch.testing.assert_close(raw_NE, whole_NE, rtol=1e-4, atol=1e-5)
+    unit_NE = encode_renders(model, images, batch=3, normalize=True)
+    torch.testing.assert_close(unit_NE.norm(dim=1), torch.ones(7), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        unit_NE, torch.nn.functional.normalize(whole_NE, dim=1), rtol=1e-4, atol=1e-5
+    )

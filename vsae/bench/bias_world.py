@@ -75,14 +75,10 @@ def embed(clip: ClipModel, n: int, seed: int, correlations=None):
     (Tensor [n, D], list of dict)
     """
     from vsae import world
-    from vsae.world.clip import images_to_tensor
+    from vsae.world.clip import encode_renders
 
     images, scenes = world.render(n, seed, correlations=correlations)
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, 500):
-            out.append(clip.model.encode_image(images_to_tensor(images[i : i + 500])).float())
-    return torch.cat(out), [{a: s[a] for a in world.ATTRIBUTES} for s in scenes]
+    return encode_renders(clip.model, images), [{a: s[a] for a in world.ATTRIBUTES} for s in scenes]
 
 
 def train_and_name(clip: ClipModel, n: int, steps: int, n_name: int, out: Path):

@@ -37,15 +37,10 @@ SPEC = ModelSpec("world:clip", None, "image")
 def embed_split(clip: ClipModel, n: int, seed: int) -> tuple[torch.Tensor, list[dict]]:
     """Raw tiny-CLIP image embeddings of ``n`` renders of ``seed`` and their labels."""
     from vsae import world
-    from vsae.world.clip import images_to_tensor
+    from vsae.world.clip import encode_renders
 
     images, scenes = world.render(n, seed)
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, 500):
-            out.append(clip.model.encode_image(images_to_tensor(images[i : i + 500])).float())
-    labels = [{a: s[a] for a in world.ATTRIBUTES} for s in scenes]
-    return torch.cat(out), labels
+    return encode_renders(clip.model, images), [{a: s[a] for a in world.ATTRIBUTES} for s in scenes]
 
 
 def train_sae(clip: ClipModel, n: int, steps: int, out: Path):

@@ -42,12 +42,11 @@ class WorldSizes:
 def world_embeddings(n: int, seed: int, batch: int = 256) -> tuple[Tensor, list[dict], Any]:
     """Tiny-CLIP image embeddings [n, E] of ``n`` renders, their scenes, and (model, tokenizer)."""
     from vsae import world
-    from vsae.world.clip import images_to_tensor
+    from vsae.world.clip import encode_renders
 
     model, _, tokenizer = world.load_clip()
     images, scenes = world.render(n, seed=seed)
-    emb = [model.encode_image(images_to_tensor(images[i : i + batch])) for i in range(0, n, batch)]
-    return torch.cat(emb).float(), scenes, (model, tokenizer)
+    return encode_renders(model, images, batch), scenes, (model, tokenizer)
 
 
 def _point(

@@ -315,6 +315,37 @@ def images_to_tensor(images_NHW3: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+@torch.no_grad()
+def encode_renders(
+    model: torch.nn.Module, images_NHW3: np.ndarray, batch: int = 500, normalize: bool = False
+) -> torch.Tensor:
+    """Image embeddings of uint8 renders, a batch at a time.
+
+    Parameters
+    ----------
+    model : open_clip.model.CLIP
+        A tiny CLIP or SigLIP (or any open_clip model that takes 64x64 inputs).
+    images_NHW3 : ndarray
+        uint8 [N, 64, 64, 3].
+    batch : int
+        Images per forward pass.
+    normalize : bool
+        L2-normalise each embedding (the zero-shot classifier's input); raw otherwise (what
+        an SAE is trained on).
+
+    Returns
+    -------
+    Tensor
+        float32 [N, E].
+    """
+    assert images_NHW3.ndim == 4 and images_NHW3.shape[-1] == 3, images_NHW3.shape
+    out_NE = [
+        model.encode_image(images_to_tensor(images_NHW3[i : i + batch]), normalize=normalize)
+        for i in range(0, len(images_NHW3), batch)
+    ]
+    return torch.cat(out_NE).float()
+
+
 def text_token_states(model: torch.nn.Module, tokens_BT: torch.Tensor) -> torch.Tensor:
     """Per-token text states after the final LayerNorm: the conditioning that Stable
     Diffusion takes from its CLIP text encoder.

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .captions import full_caption, zero_shot_prompts
-from .clip import images_to_tensor
+from .clip import encode_renders
 from .scenes import labels_of
 from .vocab import ATTRIBUTES
 
@@ -31,11 +31,7 @@ def encode_images(model, images_NHW3: np.ndarray, batch: int = 256) -> torch.Ten
     Tensor
         [N, E].
     """
-    out = [
-        model.encode_image(images_to_tensor(images_NHW3[i : i + batch]), normalize=True)
-        for i in range(0, len(images_NHW3), batch)
-    ]
-    return torch.cat(out)
+    return encode_renders(model, images_NHW3, batch, normalize=True)
 
 
 @torch.no_grad()
